@@ -1,0 +1,1 @@
+"""dlwild workloads: one package per Ray job, each started with `python -m workloads.<name>`."""
