@@ -118,12 +118,16 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs:
 
 
 def run_dir(workload: str, out: str | os.PathLike | None = None) -> Path:
-    """The run's output folder: `out` if given, else `runs/<workload>/<UTC timestamp>/`; created if missing."""
+    """The run's output folder: `out` if given, else `$DLWILD_RUNS/<workload>/<UTC timestamp>/`; created if missing.
+
+    `DLWILD_RUNS` defaults to `runs` under the current folder; `python -m cluster submit` points it at the
+    project's runs/ so that a job on the local cluster leaves its results there, not in Ray's working-dir copy.
+    """
     if out:
         path = Path(out)
     else:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        path = Path("runs") / workload / stamp
+        path = Path(os.environ.get("DLWILD_RUNS", "runs")) / workload / stamp
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 

@@ -1,0 +1,3 @@
+from workloads.doctor.doctor import main
+
+raise SystemExit(main())
