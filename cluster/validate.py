@@ -20,6 +20,7 @@ Every error names the offending key as a dotted path, e.g. `spec.workerGroupSpec
 from __future__ import annotations
 
 import copy
+import re
 import sys
 import types
 import typing
@@ -145,14 +146,12 @@ def _launcher_rules(config: dict) -> None:
     head_start = " ".join(config.get("head_start_ray_commands", []))
     if "--num-cpus=0" not in head_start:
         raise ConfigError("head_start_ray_commands: `ray start --head` must pass --num-cpus=0")
-    if "--dashboard-host=0.0.0.0" in head_start:
+    if re.search(r"--dashboard-host[= ]+0\.0\.0\.0", head_start):
         raise ConfigError("head_start_ray_commands: --dashboard-host=0.0.0.0 exposes the dashboard; "
                           "keep 127.0.0.1 and use `ray dashboard CONFIG` (ssh port-forward)")
-    for key in ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-                "head_start_ray_commands", "worker_start_ray_commands"):
-        for i, command in enumerate(config.get(key, [])):
-            if "RAY_AUTH_MODE=disabled" in command:
-                raise ConfigError(f"{key}[{i}]: token authentication must stay on (RAY_AUTH_MODE=disabled)")
+    for path, text in _strings(config, []):
+        if "RAY_AUTH_MODE=disabled" in text:
+            raise ConfigError(f"{key_path(path)}: token authentication must stay on (RAY_AUTH_MODE=disabled)")
     for name, node_type in config["available_node_types"].items():
         if name == head:
             continue
@@ -169,6 +168,18 @@ def _launcher_rules(config: dict) -> None:
             image = (node_type.get("docker") or {}).get("worker_image")
             if image != GPU_IMAGE:
                 raise ConfigError(f"{where}.docker.worker_image: GPU nodes use {GPU_IMAGE!r}, got {image!r}")
+
+
+def _strings(value, path: list):
+    """Every string in a parsed config with its key path (commands, docker run options, ...)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, path + [key])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, path + [i])
 
 
 # --- KubeRay ----------------------------------------------------------------------------------------------
@@ -220,11 +231,15 @@ def _ray_cluster_rules(cluster: dict, where: str) -> None:
 
 
 def _image_rules(template: dict, where: str) -> bool:
-    """Containers asking for GPUs use the GPU image, the others the CPU image; True if any asks for GPUs."""
+    """GPU containers use the GPU image, the others the CPU image, none turns auth off; True if any asks for GPUs."""
     any_gpu = False
     for j, container in enumerate(template["spec"]["containers"]):
         gpu = "nvidia.com/gpu" in container["resources"].get("limits", {})
         any_gpu = any_gpu or gpu
+        for k, env in enumerate(container.get("env", [])):
+            if env["name"] == "RAY_AUTH_MODE" and env.get("value") != "token":
+                raise ConfigError(f"{where}.spec.containers[{j}].env[{k}].value: token authentication must stay "
+                                  f"on (RAY_AUTH_MODE={env.get('value')})")
         want = GPU_IMAGE if gpu else IMAGE
         if container["image"] != want:
             raise ConfigError(f"{where}.spec.containers[{j}].image: must be {want!r} "
