@@ -1,0 +1,196 @@
+"""Synthesise annotated sheet-music or newspaper pages into Parquet shards with Ray Data.
+
+How to run:
+    python -m workloads.pages --kind music --pages 200 --out runs/pages/music --degrade 0.5 --margin-patches 12
+    python -m workloads.pages --kind news --pages 200 --out runs/pages/news
+    python -m workloads.pages --smoke-test
+
+Rerunning with the same --out skips finished shards (a killed run resumes where it stopped). Besides the shards
+the folder gets summary.json (throughput, class histogram, alignment error), class_histogram.png,
+sample/coco.json and sample/contact_sheet.png. Schema: workloads/pages/README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import time
+from collections import Counter
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from workloads.common import UsageError, field, fail, init_ray, parse_config, run_dir, write_json, write_summary
+from workloads.pages.core import KINDS, RARE_MODES, classes
+
+
+@dataclasses.dataclass
+class PagesConfig:
+    """Synthesise annotated sheet-music or newspaper pages into Parquet shards (Ray Data)."""
+
+    kind: str = field("music", help="music | news")
+    pages: int = field(100, help="number of pages")
+    out: str = field(None, help="output folder (default runs/pages/<timestamp>/); rerun it to resume")
+    seed: int = field(0, help="run seed; page i depends only on (seed, i)")
+    shard_size: int = field(50, help="pages per Parquet shard")
+    workers: int = field(2, help="Ray Data render tasks running at once")
+    degrade: float = field(0.0, help="fraction of pages 'printed and photographed'")
+    rare: str = field("none", help="music rare-symbol synthesis: none | replace | compose | mix")
+    margin_patches: int = field(0, help="crops of 130x80 px pasted into each page's top margin (0: off)")
+    bank_pages: int = field(40, help="pages (composed with rare symbols) the margin-patch crops are cut from")
+    bank_per_class: int = field(8, help="crops per class in the margin-patch bank")
+    sample: int = field(8, help="pages exported to sample/coco.json and sample/contact_sheet.png")
+    align_pages: int = field(8, help="pages on which the photo aligner is checked (0: skip)")
+    smoke_test: bool = field(False, help="a small, fast run of every feature (about a minute)")
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.rare not in (*RARE_MODES, "mix"):
+            raise UsageError(f"--rare must be one of none, replace, compose, mix, got {self.rare!r}")
+        for name in ("pages", "shard_size", "workers", "bank_pages", "bank_per_class"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("margin_patches", "sample", "align_pages"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+        if not 0.0 <= self.degrade <= 1.0:
+            raise UsageError("--degrade is a fraction between 0 and 1")
+
+
+_CONTENT_KEYS = ("kind", "pages", "seed", "shard_size", "degrade", "rare", "margin_patches", "bank_pages",
+                 "bank_per_class")
+
+
+def _check_same_run(out, cfg: PagesConfig) -> None:
+    """Refuse to mix shards of different runs in one folder; record what defines this run's content."""
+    import json
+
+    spec = {k: getattr(cfg, k) for k in _CONTENT_KEYS}
+    path = out / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != spec:
+            diff = ", ".join(f"{k}={old.get(k)!r}->{spec[k]!r}" for k in spec if old.get(k) != spec[k])
+            raise UsageError(f"{out} holds shards of a different run ({diff}); use another --out")
+    else:
+        write_json(path, spec)
+
+
+def build_augment(cfg: PagesConfig):
+    """The margin-patch transform, its crops cut from pages composed with rare symbols (a seed of their own)."""
+    if not cfg.margin_patches:
+        return None
+    from workloads.pages.augment import MarginPatches, PatchBank
+    from workloads.pages.core import page_dataset
+
+    bank_seed = int(np.random.SeedSequence([cfg.seed, 7]).generate_state(1)[0])
+    rows = sorted(page_dataset(cfg.kind, cfg.bank_pages, seed=bank_seed, rare="compose",
+                               workers=cfg.workers).iter_rows(), key=lambda r: r["page_index"])
+    bank = PatchBank.from_rows(rows, per_class=cfg.bank_per_class, seed=cfg.seed)
+    return MarginPatches(bank, k=cfg.margin_patches, seed=cfg.seed)
+
+
+def class_histogram(out, kind: str) -> Counter:
+    """Label counts over every finished shard (reads only the labels column, one file at a time)."""
+    counts: Counter = Counter()
+    for f in sorted(glob.glob(str(out / f"{kind}-*.parquet"))):
+        for labels in pq.read_table(f, columns=["labels"]).column("labels").to_pylist():
+            counts.update(labels)
+    return counts
+
+
+def alignment_check(cfg: PagesConfig) -> dict:
+    """Photograph the first pages, recover each homography from pixels and report the error in pixels."""
+    from workloads.pages import degrade
+    from workloads.pages.core import _streams, render_clean
+
+    errors = []
+    for i in range(cfg.align_pages):
+        clean = render_clean(cfg.kind, cfg.seed, i, cfg.rare)["image"]
+        photo, hom = degrade.photograph(clean, _streams(cfg.seed, i)[1])
+        errors.append(degrade.alignment_error(hom, degrade.align(photo, clean), clean.shape[1], clean.shape[0]))
+    errors = np.array(errors)
+    ok = errors[np.isfinite(errors)]
+    return dict(pages=len(errors), failed=int((~np.isfinite(errors)).sum()),
+                mean_px=float(ok.mean()) if len(ok) else None, max_px=float(ok.max()) if len(ok) else None)
+
+
+def plot_histogram(counts: Counter, kind: str, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [c for c in classes(kind)]
+    values = [counts.get(c, 0) for c in names]
+    order = np.argsort(values)[::-1]
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.16), 4))
+    ax.bar(range(len(names)), [max(values[i], 0.5) for i in order])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), [names[i] for i in order], rotation=90, fontsize=6)
+    ax.set_ylabel("boxes")
+    ax.set_title(f"{kind}: class histogram over {sum(values)} boxes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(cfg: PagesConfig) -> dict:
+    from workloads.pages.core import write_shards
+    from workloads.pages.export import export
+
+    out = run_dir("pages", cfg.out)
+    _check_same_run(out, cfg)
+    init_ray()
+    t0 = time.perf_counter()
+    augment = build_augment(cfg)
+    bank_s = time.perf_counter() - t0
+    written = skipped = pages = 0
+    t1 = time.perf_counter()
+    for result in write_shards(str(out), cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers,
+                               cfg.degrade, cfg.rare, augment):
+        pages += int(result["pages"])
+        written += not result["skipped"]
+    wall = time.perf_counter() - t1
+    n_shards = -(-cfg.pages // cfg.shard_size)
+    skipped = n_shards - written
+    counts = class_histogram(out, cfg.kind)
+    total = sum(counts.values())
+    ranked = counts.most_common()
+    summary = dict(
+        config=dataclasses.asdict(cfg), shards=n_shards, shards_written=written, shards_skipped=skipped,
+        pages_written=pages, seconds=round(wall, 2), margin_bank_seconds=round(bank_s, 2),
+        pages_per_s=round(pages / wall, 3) if pages else None,
+        pages_per_s_per_worker=round(pages / wall / cfg.workers, 3) if pages else None,
+        boxes=total, class_histogram=dict(ranked),
+        classes_seen=len(counts), classes_in_list=len(classes(cfg.kind)),
+        top_class_share=round(ranked[0][1] / total, 3) if total else None,
+        top10_share=round(sum(v for _, v in ranked[:10]) / total, 3) if total else None,
+        alignment=alignment_check(cfg) if cfg.align_pages else None,
+    )
+    plot_histogram(counts, cfg.kind, out / "class_histogram.png")
+    if cfg.sample:
+        summary["sample"] = export(str(out), str(out / "sample"), cfg.sample)
+    write_summary(out, summary)
+    print(f"{cfg.kind}: {n_shards} shards in {out} ({written} written, {skipped} already there), "
+          f"{summary['pages_per_s']} pages/s; alignment {summary['alignment']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(PagesConfig, argv, prog="python -m workloads.pages")
+    if cfg.smoke_test:
+        cfg = dataclasses.replace(cfg, pages=min(cfg.pages, 16), shard_size=min(cfg.shard_size, 8),
+                                  degrade=cfg.degrade or 0.5, margin_patches=cfg.margin_patches or 6,
+                                  bank_pages=min(cfg.bank_pages, 6), sample=min(cfg.sample, 4),
+                                  align_pages=min(cfg.align_pages, 2))
+    try:
+        run(cfg)
+    except UsageError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()
