@@ -1,0 +1,300 @@
+"""Scripted bizsim opponents, a strategy ladder L0 < L1 < L2 < L3 < L4, and non-stationary mixes of them.
+
+An opponent is any object with a no-argument constructor, `reset(seed=None)` (called at the start of each
+episode) and `act(observation) -> int`, a flat action index, where `observation` is the agent's observation
+dict with the flat action mask (`BizSimEnv.flat_observation(i)` gives it whatever the learner's encoding).
+Opponents read the game only through `rules.decode_observation`, so they work inside the env, in wrappers or
+anywhere else, and each is deterministic given the seeds passed to `reset`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from envs.bizsim import rules as R
+from envs.bizsim.rules import (BID, BUILD, MARKETING, POACH, PRICE, PRODUCE, RESEARCH, UPGRADE, WAR, action_index,
+                               decode_observation, infer_layout)
+
+
+class Opponent:
+    """Base class: keeps a seeded RNG and decodes observations; subclasses implement `choose`."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed=None):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation) -> int:
+        lo = infer_layout(observation)
+        mask = np.asarray(observation["action_mask"])
+        action = self.choose(lo, decode_observation(observation["observations"], lo), mask, action_index(lo))
+        return int(action) if mask[action] else 0
+
+    def choose(self, lo, d, mask, index) -> int:
+        raise NotImplementedError
+
+
+class Passive(Opponent):
+    """L0: never acts (always the no-op)."""
+
+    def choose(self, lo, d, mask, index):
+        return 0
+
+
+class RandomValid(Opponent):
+    """L1: a uniformly random valid action."""
+
+    def choose(self, lo, d, mask, index):
+        return int(self.rng.choice(np.flatnonzero(mask)))
+
+
+def _valid(mask, index, key):
+    a = index.get(key, -1)
+    return a if a >= 0 and mask[a] else -1
+
+
+def _price_level(mult, L):
+    return int(round((mult - 0.6) / 0.8 * (L - 1)))
+
+
+class GreedyProducer(Opponent):
+    """L2: keeps every factory busy, prices at the middle level (one lower when stock piles up) and expands while
+    cash allows; never markets or attacks."""
+
+    expand_until = 0.6      # share of the episode during which it builds and upgrades
+
+    def produce(self, lo, d, mask, index):
+        options = [(d["inventory"][p], p) for p in range(lo.P) if _valid(mask, index, (PRODUCE, p, -1, -1, -1)) >= 0]
+        return index[(PRODUCE, min(options)[1], -1, -1, -1)] if options else -1
+
+    def batch(self, d):
+        built = d["slot_product"] >= 0
+        return R.CAPACITY * (1 + d["slot_level"][built]).sum() / max(1, built.sum())
+
+    def target_levels(self, lo, d):
+        """Price level wanted per product-market: middle, one lower where stock of that product piles up."""
+        piled = np.repeat(d["inventory"] > 3 * self.batch(d), lo.M)
+        return np.where(piled, lo.L // 2 - 1, lo.L // 2)
+
+    def set_price(self, lo, d, mask, index):
+        current = np.array([_price_level(x, lo.L) for x in d["price"]])
+        for pm in np.flatnonzero(current != self.target_levels(lo, d)):
+            a = _valid(mask, index, (PRICE, pm // lo.M, pm % lo.M, int(self.target_levels(lo, d)[pm]), -1))
+            if a >= 0:
+                return a
+        return -1
+
+    def expand(self, lo, d, mask, index):
+        if d["time"] > self.expand_until or d["inventory"].sum() > 2 * self.batch(d):
+            return -1
+        up = _valid(mask, index, (UPGRADE, -1, -1, -1, -1))
+        if up >= 0:
+            return up
+        counts = np.bincount(d["slot_product"][d["slot_product"] >= 0], minlength=lo.P)
+        demand = d["demand"].reshape(lo.P, lo.M).sum(1)
+        for p in np.argsort(-demand / (1 + counts)):
+            a = _valid(mask, index, (BUILD, int(p), -1, -1, -1))
+            if a >= 0:
+                return a
+        return -1
+
+    def choose(self, lo, d, mask, index):
+        for step in (self.produce, self.set_price, self.expand):
+            a = step(lo, d, mask, index)
+            if a >= 0:
+                return a
+        return 0
+
+
+class Aggressive(GreedyProducer):
+    """L3: the greedy producer plus attacks whenever it has goods to sell: poaches the strongest rival's
+    customers, starts price wars where rivals are strong, and undercuts rival prices."""
+
+    aggression = 1.0        # probability of attacking on a free step (DriftingOpponent varies it)
+
+    def target_levels(self, lo, d):
+        base = super().target_levels(lo, d)
+        rival_min = np.array([_price_level(x, lo.L) for x in d["rival_price"].min(0)])
+        floor = np.array([_price_level(x, lo.L) for x in np.repeat(1.3 * d["unit_cost"] / (
+            R.BASE_PRICE * (1 + 0.15 * np.arange(lo.P))), lo.M)]) + 1
+        return np.clip(np.minimum(base, rival_min - 1), np.maximum(floor, 0), lo.L - 1)
+
+    def attack(self, lo, d, mask, index):
+        if self.rng.random() >= self.aggression:
+            return -1
+        rival_brand = d["rival_brand"].max(0)
+        for pm in np.argsort(-rival_brand):
+            p, m = divmod(int(pm), lo.M)
+            a = _valid(mask, index, (POACH, p, m, -1, -1))
+            if a >= 0 and rival_brand[pm] > 0.8:
+                return a
+        for pm in np.argsort(-d["rival_brand"].sum(0)):
+            p, m = divmod(int(pm), lo.M)
+            a = _valid(mask, index, (WAR, p, m, -1, -1))
+            if a >= 0 and d["inventory"][p] > self.batch(d):
+                return a
+        return -1
+
+    def choose(self, lo, d, mask, index):
+        for step in (self.produce, self.attack, self.set_price, self.expand):
+            a = step(lo, d, mask, index)
+            if a >= 0:
+                return a
+        return 0
+
+
+class Adaptive(Aggressive):
+    """L4: watches who leads and whether it is being attacked, and keeps that state within the episode.
+
+    Behind, or attacked (its brand fell since the last step), it attacks the strongest rival like L3; ahead and
+    left alone, it consolidates: research to cut costs, marketing where its brand trails, a resource bid, and
+    prices steered by its own stock (lower when goods pile up, higher when they sell out).
+    """
+
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.last_brand = None
+        self.attacked = 0
+        self.level_shift = 0
+
+    def target_levels(self, lo, d):
+        return np.clip(super().target_levels(lo, d) + self.level_shift, 0, lo.L - 1)
+
+    def consolidate(self, lo, d, mask, index):
+        for p in np.argsort(d["tech"]):
+            a = _valid(mask, index, (RESEARCH, int(p), -1, -1, -1))
+            if a >= 0 and d["time"] < 0.7:
+                return a
+        gap = d["rival_brand"].max(0) - d["brand"]
+        for pm in np.argsort(-gap):
+            a = _valid(mask, index, (MARKETING, int(pm) // lo.M, int(pm) % lo.M, -1, -1))
+            if a >= 0 and gap[pm] > 0:
+                return a
+        for r in range(lo.R):
+            a = _valid(mask, index, (BID, -1, -1, -1, r))
+            if a >= 0 and d["time"] < 0.5 and d["cash"] > 3 * R.BID_RESERVE:
+                return a
+        return -1
+
+    def choose(self, lo, d, mask, index):
+        brand = d["brand"]
+        if self.last_brand is not None and (brand < self.last_brand - 0.05).any():
+            self.attacked = 5           # stay on guard for a few steps
+        self.last_brand = brand.copy()
+        stock = d["inventory"].sum()
+        batch = self.batch(d)
+        self.level_shift = -1 if stock > 3 * batch else (1 if stock < 0.5 * batch else 0)
+        behind = d["net_worth"] < d["rival_net_worth"].max()
+        steps = [self.produce]
+        if behind or self.attacked > 0:
+            steps += [self.attack, self.consolidate]
+        else:
+            steps += [self.consolidate, self.attack]
+        steps += [self.set_price, self.expand]
+        self.attacked = max(0, self.attacked - 1)
+        for step in steps:
+            a = step(lo, d, mask, index)
+            if a >= 0:
+                return a
+        return 0
+
+
+LEVELS = {"L0": Passive, "L1": RandomValid, "L2": GreedyProducer, "L3": Aggressive, "L4": Adaptive}
+
+
+class SwitchingOpponent(Opponent):
+    """Non-stationary: plays one style for `every` episodes, then moves on to the next in `styles` (cyclic)."""
+
+    styles = ("L2", "L3", "L4", "L1")
+    every = 5
+
+    def __init__(self):
+        super().__init__()
+        self.episodes = -1
+        self.current = None
+
+    @property
+    def style(self) -> str:
+        return self.styles[(max(self.episodes, 0) // self.every) % len(self.styles)]
+
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.episodes += 1
+        self.current = LEVELS[self.style]()
+        self.current.reset(seed)
+
+    def act(self, observation):
+        if self.current is None:
+            self.reset()
+        return self.current.act(observation)
+
+
+class DriftingOpponent(Aggressive):
+    """Non-stationary: an aggressive producer whose aggression drifts by a bounded random walk each episode."""
+
+    drift = 0.15
+
+    def __init__(self):
+        super().__init__()
+        self.aggression = 0.5
+        self.walk = np.random.default_rng(0)
+
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.aggression = float(np.clip(self.aggression + self.walk.normal(0.0, self.drift), 0.0, 1.0))
+
+
+class OpponentPool(Opponent):
+    """Draws one level per episode with the given weights (a dict name -> weight), seeded by `reset`."""
+
+    def __init__(self, weights=None):
+        super().__init__()
+        weights = weights or {name: 1.0 for name in LEVELS}
+        unknown = [k for k in weights if k not in NAMED]
+        if unknown:
+            raise ValueError(f"unknown opponent {unknown[0]!r} in OpponentPool weights; known: {sorted(NAMED)}")
+        total = float(sum(weights.values()))
+        if total <= 0 or any(w < 0 for w in weights.values()):
+            raise ValueError("OpponentPool weights must be non-negative with a positive sum")
+        self.names = list(weights)
+        self.p = np.array([weights[k] for k in self.names], float) / total
+        self.members = {k: load_opponent(k) for k in self.names}
+        self.current = None
+
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.current = self.members[self.names[int(self.rng.choice(len(self.names), p=self.p))]]
+        self.current.reset(seed)
+
+    def act(self, observation):
+        if self.current is None:
+            self.reset()
+        return self.current.act(observation)
+
+
+NAMED = {**LEVELS, "switching": SwitchingOpponent, "drifting": DriftingOpponent, "pool": OpponentPool}
+
+
+def load_opponent(spec):
+    """An opponent instance from a name in NAMED (L0..L4, switching, drifting, pool), an import path
+    `package.module:ClassName`, or an object that already has `reset` and `act`."""
+    if hasattr(spec, "act") and hasattr(spec, "reset"):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"opponent spec must be a name or 'package.module:ClassName', got {spec!r}")
+    if spec in NAMED:
+        return NAMED[spec]()
+    if ":" not in spec:
+        raise ValueError(f"unknown opponent {spec!r}; use one of {sorted(NAMED)} or 'package.module:ClassName'")
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot load opponent {spec!r}: {exc}") from None
+    opponent = cls()
+    if not (callable(getattr(opponent, "act", None)) and callable(getattr(opponent, "reset", None))):
+        raise ValueError(f"opponent {spec!r} lacks reset(seed) and act(observation)")
+    return opponent
