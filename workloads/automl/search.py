@@ -1,0 +1,358 @@
+"""One AutoML run: load and split the data, search the CASH space with Ray Tune, select an ensemble, refit, test.
+
+All three searchers share the trainable (`cv_trainable`: K-fold cross-validation of one pipeline), the space
+(workloads/automl/space.py), the wall-clock budget (Tune's `time_budget_s`) and the concurrency
+(`max_concurrent_trials`, one CPU per trial); they differ only in how they pick the next configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workloads.automl import data as automl_data
+from workloads.automl import ensemble, portfolio, space
+from workloads.common import UsageError, config_from_dict, field, run_dir, write_json, write_summary
+
+SEARCHERS = ("random", "bayes", "evolution")
+METRIC = "cv_score"
+MIN_BUDGET_S = 5.0
+_PREFIXES_SAFE_TO_LOAD = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+@dataclass
+class AutoMLConfig:
+    """CASH search (imputer, scaler, preprocessor, estimator and their hyperparameters) on Ray Tune."""
+
+    data: str = field("", help="CSV file, or a named data set: " + ", ".join(automl_data.NAMED))
+    target: str = field("", help="target column: name or index (negative counts from the end); "
+                                 "known for named data sets")
+    task: str = field("auto", help="binary | multiclass | regression | auto (inferred from the target)")
+    searcher: str = field("bayes", help="random (Tune's random sampling) | bayes (Optuna TPE) | "
+                                        "evolution (TPOT-style genetic search)")
+    budget_s: float = field(300.0, help="wall-clock budget of the search in seconds (ensemble refit comes after)")
+    seed: int = field(0, help="seed of the split, the CV folds, the searchers and the estimators")
+    json: str = field("", help="also write the result JSON to this path")
+    out: str = field("", help="run folder (default runs/automl/<timestamp>/)")
+    cv_folds: int = field(5, help="K of the K-fold cross-validation (stratified for classification)")
+    test_size: float = field(0.2, help="fraction of rows held out for the test score")
+    header: str = field("auto", help="CSV header row: auto | yes | no")
+    warm_start: bool = field(True, help="start bayes/evolution from portfolio configurations of similar data sets")
+    concurrency: int = field(2, help="trials run at once, one CPU each (the same for every searcher)")
+    population_size: int = field(20, help="evolution: pipelines per generation")
+    nsga2: bool = field(False, help="evolution: select survivors by NSGA-II on (CV score, fit time)")
+    asha: bool = field(False, help="stop weak pipelines early with ASHA over the CV folds")
+    ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)")
+    ensemble_candidates: int = field(30, help="best pipelines offered to ensemble selection")
+    smoke_test: bool = field(False, help="tiny run: breast_cancer unless --data, 20 s, 3 folds")
+    resume: bool = field(False, help="continue the interrupted search in --out (its saved settings are used)")
+
+    def validate(self) -> None:
+        if self.smoke_test:
+            self.data = self.data or "breast_cancer"
+            self.budget_s = min(self.budget_s, 20.0)
+            self.cv_folds = 3
+        if self.resume:
+            if not self.out:
+                raise UsageError("--resume needs --out, the folder of the run to continue")
+            return
+        if not self.data:
+            raise UsageError("--data is required (a CSV file or one of " + ", ".join(automl_data.NAMED) + ")")
+        if self.searcher not in SEARCHERS:
+            raise UsageError(f"--searcher must be one of {', '.join(SEARCHERS)}, not {self.searcher!r}")
+        if self.task not in ("auto", *automl_data.TASKS):
+            raise UsageError(f"--task must be one of {', '.join(automl_data.TASKS)} or auto, not {self.task!r}")
+        if not math.isfinite(self.budget_s) or self.budget_s < MIN_BUDGET_S:
+            raise UsageError(f"--budget-s {self.budget_s:g} is too small for one trial; "
+                             f"give at least {MIN_BUDGET_S:g} seconds")
+        if self.cv_folds < 2:
+            raise UsageError("--cv-folds must be at least 2")
+        if not 0 < self.test_size < 1:
+            raise UsageError("--test-size must be between 0 and 1")
+        if self.concurrency < 1 or self.population_size < 2 or self.ensemble_rounds < 1:
+            raise UsageError("--concurrency and --ensemble-rounds must be >= 1, --population-size >= 2")
+
+
+def metric_name(task: str) -> str:
+    return "r2" if task == "regression" else "balanced_accuracy"
+
+
+def cv_trainable(config: dict[str, Any], X: np.ndarray, y: np.ndarray, settings: dict[str, Any]) -> None:
+    """K-fold cross-validation of one pipeline. Reports the running mean score after every fold (so ASHA can
+    stop weak pipelines) and, after the last, a checkpoint with the out-of-fold predictions for ensembling."""
+    from ray import tune
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    task, folds, seed = settings["task"], settings["cv_folds"], settings["seed"]
+    classify = task != "regression"
+    pipeline = space.build_pipeline(config, task, X.shape[1], seed)
+    splitter = (StratifiedKFold if classify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+    oof = np.zeros((len(y), settings["n_classes"]) if classify else len(y), dtype=np.float32)
+    scores, fit_time = [], 0.0
+    for fold, (train, valid) in enumerate(splitter.split(X, y), start=1):
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = clone(pipeline).fit(X[train], y[train])
+                if classify:
+                    oof[np.ix_(valid, model.classes_)] = model.predict_proba(X[valid])
+                else:
+                    oof[valid] = model.predict(X[valid])
+                scores.append(ensemble.score_predictions(y[valid], oof[valid], task))
+        except Exception as exc:  # a pipeline that cannot fit this data scores worst, the search goes on
+            tune.report({METRIC: settings["worst"], "folds_done": folds, "fit_time": fit_time, "failed": 1,
+                         "end_time": time.time(), "error": f"{type(exc).__name__}: {exc}"[:200]})
+            return
+        fit_time += time.perf_counter() - start
+        metrics = {METRIC: float(np.mean(scores)), "folds_done": fold, "fit_time": fit_time, "failed": 0,
+                   "end_time": time.time()}
+        if fold < folds:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "oof.npy", oof)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _searcher(cfg: AutoMLConfig, task: str, warm: list[dict]):
+    """The search algorithm (and Tune param_space, for random search) of `cfg.searcher`."""
+    if cfg.searcher == "random":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # A SearchGenerator, not a Searcher: it takes the concurrency limit itself.
+        return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=cfg.concurrency), space.tune_domains(task)
+    if cfg.searcher == "bayes":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True, n_startup_trials=10)
+        return OptunaSearch(space=functools.partial(space.optuna_space, task=task), metric=METRIC, mode="max",
+                            sampler=sampler, points_to_evaluate=warm or None), None
+    from workloads.automl.evolution import EvolutionSearch
+
+    return EvolutionSearch(task, METRIC, "max", population_size=cfg.population_size,
+                           objective="score_time" if cfg.nsga2 else "score", points_to_evaluate=warm,
+                           seed=cfg.seed), None
+
+
+def run(cfg: AutoMLConfig) -> dict[str, Any]:
+    """Run the search described by `cfg` (Ray must be initialised) and return the result summary.
+
+    Raises UsageError for bad input and for a budget in which no trial finished.
+    """
+    out = run_dir("automl", cfg.out)
+    if cfg.resume:
+        saved = out / "config.json"
+        if not saved.is_file():
+            raise UsageError(f"nothing to resume in {out}: no config.json from an earlier run")
+        cfg = config_from_dict(AutoMLConfig, {**json.loads(saved.read_text()), "resume": True, "out": str(out)})
+    try:
+        dataset = automl_data.load_dataset(cfg.data, cfg.target or None, cfg.task, cfg.header)
+    except automl_data.DataError as exc:
+        raise UsageError(str(exc)) from None
+    task = dataset.task
+    train_rows, test_rows = automl_data.split_data(dataset.y, task, cfg.seed, cfg.test_size)
+    X, y = dataset.X[train_rows], dataset.y[train_rows]
+    if task != "regression" and np.bincount(y).min() < cfg.cv_folds:
+        raise UsageError(f"a class has fewer training rows than --cv-folds {cfg.cv_folds}; lower --cv-folds")
+    meta = automl_data.meta_features(X, y, task)
+    warm = portfolio.warm_start(meta, task) if cfg.warm_start and cfg.searcher != "random" else []
+    if not cfg.resume:
+        write_json(out / "config.json", asdict(cfg))
+    state = out / "state.json"  # the first start time, so that resumed runs keep one time axis
+    started = json.loads(state.read_text())["started"] if state.is_file() else time.time()
+    write_json(state, {"started": started})
+
+    result_grid = _tune(cfg, task, X, y, warm, out)
+    finished = [r for r in result_grid if r.metrics and r.metrics.get("folds_done") == cfg.cv_folds]
+    usable = sorted((r for r in finished if not r.metrics.get("failed") and r.checkpoint is not None),
+                    key=lambda r: r.metrics[METRIC], reverse=True)
+    if not usable:
+        raise UsageError(f"no pipeline finished its {cfg.cv_folds}-fold CV within --budget-s {cfg.budget_s:g}; "
+                         "raise --budget-s or lower --cv-folds")
+    trace = _trace(finished, started)
+    final, selection = _ensemble(cfg, task, X, y, usable)
+    X_test, y_test = dataset.X[test_rows], dataset.y[test_rows]
+    test_score = _test_score(final, X_test, y_test, task)
+    best_member = final.named_estimators_["m0"] if len(selection["members"]) > 1 else final
+    summary = {
+        "workload": "automl",
+        "dataset": dataset.name,
+        "task": task,
+        "target": dataset.target,
+        "searcher": cfg.searcher,
+        "metric": metric_name(task),
+        "cv_score": usable[0].metrics[METRIC],
+        "test_score": test_score,
+        "test_score_best_single": _test_score(best_member, X_test, y_test, task),
+        "n_trials": len(result_grid),
+        "n_finished": len(finished),
+        "n_failed": sum(1 for r in finished if r.metrics.get("failed")),
+        "budget_s": cfg.budget_s,
+        "search_s": trace[-1][0] if trace else None,
+        "elapsed_s": time.time() - started,
+        "best_pipeline": _pipeline_info(usable[0], task),
+        "ensemble": selection,
+        "warm_start": warm,
+        "cv_folds": cfg.cv_folds,
+        "concurrency": cfg.concurrency,
+        "seed": cfg.seed,
+        "split": {"seed": cfg.seed, "test_size": cfg.test_size, "train_rows": len(train_rows),
+                  "test_rows": len(test_rows), "fingerprint": automl_data.split_fingerprint(test_rows)},
+        "meta_features": meta,
+        "data_notes": dataset.notes,
+        "trace": trace,
+    }
+    if task != "regression":
+        chance = 1.0 / len(dataset.classes)
+        summary["test_score_normalized"] = (test_score - chance) / (1.0 - chance)  # ChaLearn's BAC form
+    summary["files"] = _save(final, summary, dataset, out)
+    write_summary(out, summary)
+    if cfg.json:
+        write_json(cfg.json, summary)
+    return summary
+
+
+def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list[dict], out: Path):
+    """The Tune run (or its continuation with --resume); trials and TensorBoard logs go to <out>/tune."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    settings = {"task": task, "cv_folds": cfg.cv_folds, "seed": cfg.seed,
+                "n_classes": int(y.max()) + 1 if task != "regression" else 0,
+                "worst": -1.0 if task == "regression" else 0.0}
+    trainable = tune.with_resources(tune.with_parameters(cv_trainable, X=X, y=y, settings=settings), {"cpu": 1})
+    experiment = out / "tune"
+    if cfg.resume and tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+        return tuner.fit()
+    search_alg, param_space = _searcher(cfg, task, warm)
+    scheduler = (ASHAScheduler(time_attr="folds_done", max_t=cfg.cv_folds, grace_period=1, reduction_factor=3)
+                 if cfg.asha else FIFOScheduler())
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=-1, time_budget_s=cfg.budget_s,
+                                    max_concurrent_trials=None if cfg.searcher == "random" else cfg.concurrency,
+                                    reuse_actors=True,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(storage_path=str(out), name="tune", verbose=1),
+    )
+    return tuner.fit()
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default spells out the whole configuration)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _trace(finished: list, started: float) -> list[list[float]]:
+    """Anytime curve: (seconds since start, best CV score so far) at each finished trial."""
+    points, best = [], -math.inf
+    for r in sorted(finished, key=lambda r: r.metrics["end_time"]):
+        best = max(best, r.metrics[METRIC])
+        points.append([round(r.metrics["end_time"] - started, 2), best])
+    return points
+
+
+def _pipeline_info(result, task: str) -> dict[str, Any]:
+    config = space.prune(result.config, task)
+    return {"description": space.describe(config, task), "config": config, "cv_score": result.metrics[METRIC],
+            "fit_time_s": result.metrics["fit_time"], "trial_id": result.metrics.get("trial_id")}
+
+
+def _ensemble(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, usable: list):
+    """Caruana selection over the best candidates' out-of-fold predictions; the chosen ensemble refit on all of
+    the training split. Member m0 is always the best single pipeline."""
+    candidates = usable[:cfg.ensemble_candidates]
+    oof = []
+    for r in candidates:
+        with r.checkpoint.as_directory() as folder:
+            oof.append(np.load(Path(folder) / "oof.npy"))
+    counts, ensemble_score = ensemble.caruana(oof, y, task, rounds=cfg.ensemble_rounds)
+    chosen = [0] + [i for i in np.flatnonzero(counts) if i != 0]
+    pipelines = [space.build_pipeline(candidates[i].config, task, X.shape[1], cfg.seed) for i in chosen]
+    final = ensemble.build_ensemble(pipelines, [int(counts[i]) for i in chosen], task, n_jobs=cfg.concurrency)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        final.fit(X, y)
+    members = [{**_pipeline_info(candidates[i], task), "weight": int(counts[i])} for i in chosen]
+    return final, {"members": members, "size": int(counts.sum()), "oof_score": ensemble_score,
+                   "best_single_oof_score": ensemble.score_predictions(y, oof[0], task),
+                   "candidates": len(candidates), "rounds": cfg.ensemble_rounds}
+
+
+def _test_score(model, X: np.ndarray, y: np.ndarray, task: str) -> float:
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+
+    predictions = model.predict(X)
+    return float(r2_score(y, predictions) if task == "regression" else balanced_accuracy_score(y, predictions))
+
+
+def _save(model, summary: dict, dataset, out: Path) -> dict[str, str]:
+    """The final model (skops), its description, and the anytime plot."""
+    import skops.io
+
+    model_path = out / "model.skops"
+    skops.io.dump(model, model_path, compression=zipfile.ZIP_DEFLATED)
+    description = {
+        "how_to_load": "from workloads.automl.search import load_model; model = load_model(path)",
+        "input": f"{len(dataset.feature_names)} numeric columns, in this order (NaN allowed)",
+        "feature_names": dataset.feature_names,
+        "classes": dataset.classes,
+        "output": "class index into `classes`" if dataset.classes is not None else "predicted target",
+        **{k: summary[k] for k in ("dataset", "task", "target", "metric", "cv_score", "test_score", "ensemble")},
+    }
+    write_json(out / "model.json", description)
+    plot = plot_anytime({summary["searcher"]: summary["trace"]}, out / "anytime.png",
+                        f"{summary['dataset']}: best CV {summary['metric']} over time")
+    return {"model": str(model_path), "model_description": str(out / "model.json"), "anytime_plot": str(plot),
+            "tune": str(out / "tune")}
+
+
+def load_model(path: str | Path):
+    """Load a saved model with skops, trusting only scikit-learn, numpy and scipy types."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    unknown = [t for t in untrusted if not t.startswith(_PREFIXES_SAFE_TO_LOAD)]
+    if unknown:
+        raise ValueError(f"refusing to load {path}: unexpected types {', '.join(unknown)}")
+    return skops.io.load(path, trusted=untrusted)
+
+
+def plot_anytime(traces: dict[str, list], path: Path, title: str) -> Path:
+    """Best CV score against time, one step line per searcher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, trace in traces.items():
+        if trace:
+            t, s = zip(*trace)
+            ax.step(t, s, where="post", label=name)
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("best CV score so far")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
