@@ -108,7 +108,7 @@ def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: i
     table = rows_to_table(kind, [render_page(kind, seed, i, degrade, rare) for i in range(first, last)])
     if augment is not None:
         table = augment(table)
-    tmp = final + ".tmp"
+    tmp = f"{final}.{os.getpid()}.tmp"  # per writer: an orphaned task of a killed run cannot clash with a rerun
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, final)
     counts = Counter(label for labels in table.column("labels").to_pylist() for label in labels)
@@ -128,7 +128,7 @@ def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: i
     from ray.data import TaskPoolStrategy
 
     for stale in os.listdir(out_dir):  # a killed run may leave a temp file; never a half .parquet
-        if stale.endswith(".parquet.tmp"):
+        if stale.endswith(".tmp") and ".parquet." in stale:
             os.remove(os.path.join(out_dir, stale))
     n_shards = -(-n_pages // shard_size)
     todo = [s for s in range(n_shards) if not os.path.exists(os.path.join(out_dir, shard_name(kind, s)))]
@@ -155,7 +155,7 @@ def page_dataset(kind: str, n_pages: int, seed: int = 0, degrade: float = 0.0, r
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    ds = ray.data.range(n_pages, override_num_blocks=max(1, -(-n_pages // pages_per_block)))
+    ds = ray.data.range(n_pages, override_num_blocks=min(n_pages, max(workers, -(-n_pages // pages_per_block))))
     return ds.map_batches(_render_batch, batch_size=pages_per_block, batch_format="numpy", num_cpus=1,
                           compute=TaskPoolStrategy(size=workers),
                           fn_kwargs=dict(kind=kind, seed=seed, degrade=degrade, rare=rare, augment=augment))
