@@ -1,0 +1,151 @@
+"""`python -m workloads.automl.compare`: the three searchers on several data sets, a Table-1-style table beside the
+paper's numbers, and anytime plots (best CV score against time, one line per searcher).
+
+How to run (the measured setting: 5 minutes per data set and searcher, 5-fold CV, 2 CPUs, about 70 minutes):
+    python -m workloads.automl.compare --data sylvine,jasmine,cadata,digits --budget-s 300 --out runs/automl-compare
+
+Every run is an ordinary `workloads.automl` run in <out>/<data set>/<searcher>/ (Tune trials and TensorBoard logs
+under its tune/ folder); `--resume` keeps runs that already have a summary.json and does the rest.
+Results: <out>/table.md, <out>/summary.json, <out>/anytime_<data set>.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workloads.automl import data as automl_data
+from workloads.automl.search import SEARCHERS, AutoMLConfig, plot_anytime, run
+from workloads.common import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+
+# Table 1 of Stadelmann et al. (2018): test scores (balanced accuracy; R2 for cadata), AutoML-challenge splits.
+PAPER = {
+    "sylvine": {"Auto-sklearn": 0.9454, "TPOT": 0.9493, "random search": 0.9233},
+    "jasmine": {"Auto-sklearn": 0.8348, "TPOT": 0.8281, "random search": 0.8371},
+    "cadata": {"Auto-sklearn": 0.7801, "TPOT": 0.8017, "random search": 0.7119},
+}
+PAPER_MEAN_OF_TEN = {"Auto-sklearn": 0.7654, "TPOT": 0.7497, "random search": 0.6991}
+LABELS = {"digits": "digits (scikit-learn's, a substitute for the challenge's)"}
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """Random vs Bayesian vs evolutionary CASH search on several data sets, same budget and concurrency."""
+
+    data: str = field("sylvine,jasmine,cadata,digits", help="comma-separated named data sets")
+    searchers: str = field(",".join(SEARCHERS), help="comma-separated searchers")
+    budget_s: float = field(300.0, help="budget per data set and searcher, in seconds")
+    seed: int = field(0, help="seed of every run")
+    cv_folds: int = field(5, help="K-fold cross-validation")
+    concurrency: int = field(2, help="trials at once, the same for every searcher")
+    warm_start: bool = field(True, help="portfolio warm start for bayes and evolution")
+    out: str = field("", help="output folder (default runs/automl-compare/<timestamp>/)")
+    smoke_test: bool = field(False, help="tiny comparison: wine and diabetes, 15 s each, 3 folds")
+    resume: bool = field(False, help="keep the runs in --out that already finished, do the others")
+
+    def validate(self) -> None:
+        if self.smoke_test:
+            self.data, self.budget_s, self.cv_folds = "wine,diabetes", min(self.budget_s, 15.0), 3
+        unknown = [s for s in self.searchers.split(",") if s not in SEARCHERS]
+        if unknown:
+            raise UsageError(f"unknown searcher(s) {', '.join(unknown)}; use {', '.join(SEARCHERS)}")
+        if not self.data.strip(","):
+            raise UsageError("--data needs at least one data set")
+
+
+def compare(cfg: CompareConfig) -> dict[str, Any]:
+    """Run every (data set, searcher) pair and write the table, plots and summary."""
+    out = run_dir("automl-compare", cfg.out)
+    datasets = [d for d in cfg.data.split(",") if d]
+    searchers = cfg.searchers.split(",")
+    runs: dict[str, dict[str, Any]] = {}
+    for name in datasets:
+        runs[name] = {}
+        for searcher in searchers:
+            folder = out / name / searcher
+            done = folder / "summary.json"
+            if cfg.resume and done.is_file():
+                runs[name][searcher] = json.loads(done.read_text())
+                continue
+            run_cfg = AutoMLConfig(data=name, searcher=searcher, budget_s=cfg.budget_s, seed=cfg.seed,
+                                   cv_folds=cfg.cv_folds, concurrency=cfg.concurrency,
+                                   warm_start=cfg.warm_start, out=str(folder))
+            try:
+                run_cfg.validate()
+                runs[name][searcher] = run(run_cfg)
+            except UsageError as exc:
+                runs[name][searcher] = {"error": str(exc)}
+                print(f"{name} {searcher}: {exc}")
+        traces = {s: r.get("trace", []) for s, r in runs[name].items()}
+        plot_anytime(traces, out / f"anytime_{name}.png", f"{name}: best CV score over time")
+    ranks = mean_ranks(runs, searchers)
+    table = format_table(runs, searchers, ranks, cfg)
+    (out / "table.md").write_text(table)
+    print(table)
+    summary = {"config": dataclasses.asdict(cfg), "mean_rank": ranks, "paper": PAPER,
+               "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
+               "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()}}
+    write_summary(out, summary)
+    return summary
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("metric", "cv_score", "test_score", "test_score_best_single", "test_score_normalized", "n_trials",
+            "n_finished", "budget_s", "split", "error")
+    brief = {k: result[k] for k in keys if k in result}
+    if "best_pipeline" in result:
+        brief["best_pipeline"] = result["best_pipeline"]["description"]
+        brief["ensemble_members"] = len(result["ensemble"]["members"])
+        brief["trace"] = result["trace"]
+    return brief
+
+
+def mean_ranks(runs: dict[str, dict[str, Any]], searchers: list[str]) -> dict[str, float]:
+    """Mean rank of each searcher by test score over the data sets where all of them finished (1 = best)."""
+    from scipy.stats import rankdata
+
+    rows = [[-rs[s]["test_score"] for s in searchers] for rs in runs.values()
+            if all("test_score" in rs.get(s, {}) for s in searchers)]
+    if not rows:
+        return {}
+    return dict(zip(searchers, np.mean([rankdata(r) for r in rows], axis=0).round(2).tolist()))
+
+
+def format_table(runs: dict[str, dict[str, Any]], searchers: list[str], ranks: dict[str, float],
+                 cfg: CompareConfig) -> str:
+    """Markdown: test score (CV score, trials) per searcher, then Table 1's numbers for the same data set."""
+    paper_cols = list(PAPER_MEAN_OF_TEN)
+    head = ["data set", "metric", *searchers, *[f"paper: {c}" for c in paper_cols]]
+    lines = [f"Test scores after {cfg.budget_s:g} s per data set and searcher, {cfg.cv_folds}-fold CV, "
+             f"{cfg.concurrency} trials at once, seed {cfg.seed}; cells: test (CV, trials). Balanced accuracy is "
+             "the plain form; R2 for regression. Paper: Table 1 of Stadelmann et al. (2018).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, rs in runs.items():
+        metric = next((r["metric"] for r in rs.values() if "metric" in r), "")
+        cells = [LABELS.get(name, name), metric]
+        for s in searchers:
+            r = rs.get(s, {})
+            cells.append(f"{r['test_score']:.4f} ({r['cv_score']:.4f}, {r['n_trials']})" if "test_score" in r
+                         else "failed")
+        cells += [f"{PAPER[name][c]:.4f}" if name in PAPER else "—" for c in paper_cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| mean rank (1 = best) | | " + " | ".join(str(ranks.get(s, "—")) for s in searchers) + " | "
+                 + " | ".join(f"mean of 10: {PAPER_MEAN_OF_TEN[c]:.4f}" for c in paper_cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(CompareConfig, argv, prog="python -m workloads.automl.compare")
+    for name in cfg.data.split(","):
+        if name and name not in automl_data.NAMED:
+            fail(f"compare takes named data sets ({', '.join(automl_data.NAMED)}), not {name!r}")
+    init_ray()
+    compare(cfg)
+
+
+if __name__ == "__main__":
+    main()
