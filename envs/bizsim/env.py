@@ -14,7 +14,7 @@ episode ends at the horizon, when one firm is left, or when one firm holds `domi
 | Observation        | `Dict(observations=Box(float32, obs_size), action_mask=Box(int8, mask_size))`          |
 | Observation values | own state, market state, time, then each rival's public state (seat order after own)   |
 | Action mask (flat) | 1 where the action is valid now; action 0 always 1                                     |
-| Action mask (fact.)| [WHAT (N)] + [unit rows (P+2) x slots] + [target rows (P*M) x (n_firms-1)], see README |
+| Action mask (fact.)| [WHAT (N)] + [unit rows (P+2) x slots] + [rival row (n_firms-1)], see README.md    |
 | Reward             | sum of weight * term over `outcome` (sparse, end of episode or bankruptcy: +1 first    |
 |                    | ... -1 last, linear in rank), `profit`, `net_worth`, `production`, `builds`, `share`   |
 | Infos              | `reward_terms` (every term, unweighted), `invalid_action` (count this episode),        |
@@ -100,7 +100,13 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
 
 
 class BizSimEnv(ParallelEnv):
-    """The bizsim game; see the module docstring for spaces and rewards and README.md for the rules."""
+    """The bizsim game; see the module docstring for spaces and rewards and README.md for the rules.
+
+    Speed: the whole firm state lives in one float matrix `S` (one row per firm, columns in observation order),
+    so an observation is one scaled copy of it; what only actions change (prices, levels, costs, the cash each
+    action needs) is updated by scalar writes when an action happens, and only what changes every step (market,
+    timers, masks) is recomputed, vectorised over firms.
+    """
 
     metadata = {"name": "bizsim_v0", "render_modes": [], "is_parallelizable": True}
 
@@ -110,6 +116,7 @@ class BizSimEnv(ParallelEnv):
         self.render_mode = None
         self.n_firms, self.complexity, self.horizon = cfg["n_firms"], cfg["complexity"], cfg["horizon"]
         self.encoding, self.masked = cfg["encoding"], bool(cfg["mask"])
+        self.dominance = float(cfg["dominance"])
         self.reward_weights = cfg["reward_weights"]
         self._w = np.array([self.reward_weights[k] for k in R.REWARD_TERMS])
         self.layout = lo = layout(self.n_firms, self.complexity)
@@ -119,7 +126,7 @@ class BizSimEnv(ParallelEnv):
         self.agents = []
         self._precompute()
         self._rng = np.random.default_rng()
-        self._episode_seeded = False
+        self._seeded = False
 
     # ---- spaces -------------------------------------------------------------------------------------------
     @property
@@ -127,216 +134,192 @@ class BizSimEnv(ParallelEnv):
         lo = self.layout
         if self.encoding == "flat":
             return lo.n_actions
-        return lo.n_actions + (lo.P + 2) * lo.U + lo.P * lo.M * (self.n_firms - 1)
+        return lo.n_actions + (lo.P + 2) * lo.U + (self.n_firms - 1)
 
     @functools.lru_cache(maxsize=None)
     def observation_space(self, agent):
-        space = {"observations": spaces.Box(-1e6, 1e6, (self.obs_size,), np.float32)}
-        space["action_mask"] = spaces.Box(0, 1, (self.mask_size,), np.int8)
-        return spaces.Dict(space)
+        return spaces.Dict({"observations": spaces.Box(-1e6, 1e6, (self.obs_size,), np.float32),
+                            "action_mask": spaces.Box(0, 1, (self.mask_size,), np.int8)})
 
     @functools.lru_cache(maxsize=None)
     def action_space(self, agent):
         lo = self.layout
         if self.encoding == "flat":
             return spaces.Discrete(lo.n_actions)
-        return MaskedMultiDiscrete([lo.n_actions, lo.U, self.n_firms - 1], self._unit_row, self._target_row,
-                                   lo.P + 2, lo.P * lo.M)
+        return MaskedMultiDiscrete([lo.n_actions, lo.U, self.n_firms - 1], self._unit_row,
+                                   np.where(lo.verb == POACH, 0, -1), lo.P + 2, 1)
 
     # ---- static tables --------------------------------------------------------------------------------------
     def _precompute(self):
         lo, F = self.layout, self.n_firms
         P, M, U, Rn, L = lo.P, lo.M, lo.U, lo.R, lo.L
         PM = P * M
-        self._uc0 = R.BASE_PRICE * (1 + 0.15 * np.arange(P)) * R.UNIT_COST_FRAC
+        sizes = [("cash", 1), ("nw", 1), ("inv", P), ("built", U), ("sprod", U), ("level", U), ("busy", U),
+                 ("tech", P), ("uc", P), ("price", PM), ("brand", PM), ("war", PM), ("res", Rn), ("alive", 1),
+                 ("nfac", 1)]
+        self._cols, start = {}, 0
+        for name, n in sizes:
+            self._cols[name] = (start, start + n)
+            start += n
+        self._width = start
+        self._d_own = self._cols["nfac"][1]
+        self._own_scale = np.concatenate([
+            [1 / R.CASH0, 1 / R.CASH0], np.full(P, 1 / 20), np.ones(U), np.full(U, 1 / P), np.full(U, 1 / R.MAX_LEVEL),
+            np.full(U, 1 / R.BATCH_STEPS), np.full(P, 1 / R.MAX_TECH), np.full(P, 1 / R.BASE_PRICE), np.ones(PM),
+            np.full(PM, 1 / R.BRAND_MAX), np.full(PM, 1 / R.WAR_STEPS), np.ones(Rn), [1.0, 1 / U]])
+        # a rival's public part is a subset of its own (scaled) block: alive, net worth, factories, price, brand, war
+        pub = np.concatenate([np.arange(*self._cols[k]) for k in ("alive", "nw", "nfac", "price", "brand", "war")])
+        self._perm = np.array([[(i + k) % F for k in range(1, F)] for i in range(F)])
+        self._pub_index = (self._perm[:, :, None], pub[None, None, :])
+        self._d_mkt = PM + 2 * Rn + 1
+        self._rows = np.arange(F)
+        self._single_market = P == 1 and M == 1
         self._bp = R.BASE_PRICE * (1 + 0.15 * np.arange(P))
-        self._bp_pm = np.repeat(self._bp, M)                       # base price per (p, m)
+        self._uc0 = self._bp * R.UNIT_COST_FRAC
+        self._bp_pm = np.repeat(self._bp, M)
+        self._pm_p = np.repeat(np.arange(P), M)                       # product of each product-market
         self._mult = R.price_multipliers(L)
         self._attract = self._mult ** -R.ELASTICITY
+        self._boost = R.WAR_DISCOUNT ** -R.ELASTICITY
         self._res_product = np.arange(Rn) % P
         self._market_size = np.tile(1.0 / (1.0 + 0.3 * np.arange(M)), P) / P
-        self._perm = np.array([[(i + k) % F for k in range(1, F)] for i in range(F)])
-        self._rival_offset = {}  # not used in hot path
-        pm = np.where(lo.prod >= 0, lo.prod, 0) * M + np.where(lo.mkt >= 0, lo.mkt, 0)
-        self._a_pm = pm
-        self._a_prod = np.where(lo.prod >= 0, lo.prod, 0)
-        self._a_res = np.where(lo.res >= 0, lo.res, 0)
-        # condition columns: 0 always | produce p (P) | build | upgrade | research p (P) | price (via level) |
-        # marketing pm (PM) | war pm (PM) | poach pm (PM) | bid r (R)
-        c_prod, c_build, c_up, c_res = 1, 1 + P, 2 + P, 3 + P
-        c_mkt, c_war, c_poach, c_bid = 3 + 2 * P, 3 + 2 * P + PM, 3 + 2 * P + 2 * PM, 3 + 2 * P + 3 * PM
         v = lo.verb
-        cidx = np.zeros(lo.n_actions, np.int64)
-        cidx[v == PRODUCE] = c_prod + lo.prod[v == PRODUCE]
-        cidx[v == BUILD] = c_build
-        cidx[v == UPGRADE] = c_up
-        cidx[v == RESEARCH] = c_res + lo.prod[v == RESEARCH]
-        cidx[v == MARKETING] = c_mkt + pm[v == MARKETING]
-        cidx[v == WAR] = c_war + pm[v == WAR]
-        cidx[v == POACH] = c_poach + pm[v == POACH]
-        cidx[v == BID] = c_bid + lo.res[v == BID]
-        self._cidx = cidx
-        # cost columns: 0 zero | produce p (P) | build | upgrade | research p (P) | marketing | war | poach | bid r
-        k_mkt = 3 + 2 * P
-        kidx = np.zeros(lo.n_actions, np.int64)
-        kidx[v == PRODUCE] = 1 + lo.prod[v == PRODUCE]
-        kidx[v == BUILD] = 1 + P
-        kidx[v == UPGRADE] = 2 + P
-        kidx[v == RESEARCH] = 3 + P + lo.prod[v == RESEARCH]
-        kidx[v == MARKETING] = k_mkt
-        kidx[v == WAR] = k_mkt + 1
-        kidx[v == POACH] = k_mkt + 2
-        kidx[v == BID] = k_mkt + 3 + lo.res[v == BID]
-        self._kidx = kidx
-        self._fixed_costs = np.array([R.MARKETING_COST, R.WAR_COST, R.POACH_COST])
-        self._level_of = np.where(v == PRICE, lo.level, -1)
-        self._ledger_col = np.zeros(10, np.int64)
-        for verb, col in R.VERB_LEDGER.items():
-            self._ledger_col[verb] = col
-        # factorised conditional rows
+        self._verb = v.tolist()
+        self._a_prod = np.maximum(lo.prod, 0).tolist()
+        self._a_pm = (np.maximum(lo.prod, 0) * M + np.maximum(lo.mkt, 0)).tolist()
+        self._a_level = lo.level.tolist()
+        self._a_res = lo.res.tolist()
+        index = {(int(a), int(b), int(c), int(d), int(e)): i
+                 for i, (a, b, c, d, e) in enumerate(zip(v, lo.prod, lo.mkt, lo.level, lo.res))}
+        self._produce_a = [index[(PRODUCE, p, -1, -1, -1)] for p in range(P)]
+        self._build_a = np.array([index[(BUILD, p, -1, -1, -1)] for p in range(P)])
+        self._upgrade_a = index[(UPGRADE, -1, -1, -1, -1)]
+        self._research_a = [index[(RESEARCH, p, -1, -1, -1)] for p in range(P)]
+        self._price_a = [[index[(PRICE, pm // M, pm % M, lv, -1)] for lv in range(L)] for pm in range(PM)]
+        self._bid_a = [index[(BID, -1, -1, -1, r)] for r in range(Rn)]
+        # dynamic mask columns: 0 always | 1+p an idle factory of product p | 1+P+p goods of product p in stock
+        didx = np.zeros(lo.n_actions, np.int64)
+        didx[v == PRODUCE] = 1 + lo.prod[v == PRODUCE]
+        campaign = (v == MARKETING) | (v == WAR) | (v == POACH)
+        didx[campaign] = 1 + P + lo.prod[campaign]
+        self._didx = didx
+        base = np.zeros(lo.n_actions)
+        base[v == BUILD] = R.BUILD_COST + R.RESERVE
+        base[v == MARKETING] = R.MARKETING_COST + R.RESERVE
+        base[v == WAR] = R.WAR_COST + R.RESERVE
+        base[v == POACH] = R.POACH_COST + R.RESERVE
+        self._need_base = base
         self._unit_row = np.full(lo.n_actions, -1)
         self._unit_row[v == PRODUCE] = lo.prod[v == PRODUCE]
         self._unit_row[v == BUILD] = P
         self._unit_row[v == UPGRADE] = P + 1
-        self._target_row = np.where(v == POACH, pm, -1)
-        # observation scales
-        self._own_scale = np.concatenate([
-            [1 / R.CASH0, 1 / R.CASH0], np.full(P, 1 / 20), np.ones(U), np.full(U, 1 / P), np.full(U, 1 / R.MAX_LEVEL),
-            np.full(U, 1 / R.BATCH_STEPS), np.full(P, 1 / R.MAX_TECH), np.full(P, 1 / R.BASE_PRICE), np.ones(PM),
-            np.full(PM, 1 / R.BRAND_MAX), np.full(PM, 1 / R.WAR_STEPS), np.ones(Rn)])
-        self._pub_scale = np.concatenate([[1, 1 / R.CASH0, 1 / U], np.ones(PM), np.full(PM, 1 / R.BRAND_MAX), np.ones(PM)])
-        self._d_own = len(self._own_scale)
-        self._d_mkt = PM + 2 * Rn + 1
-        self._rows = np.arange(F)
+        self._cost_col = [0] * 10
+        for verb, col in R.VERB_LEDGER.items():
+            self._cost_col[verb] = col
 
     # ---- episode ----------------------------------------------------------------------------------------------
     def reset(self, seed=None, options=None):
-        if seed is not None or not self._episode_seeded:
+        if seed is not None or not self._seeded:
             self._rng = np.random.default_rng(seed)
-            self._episode_seeded = True
+            self._seeded = True
         lo, F = self.layout, self.n_firms
-        P, M, U, Rn, PM = lo.P, lo.M, lo.U, lo.R, lo.P * lo.M
+        P, U, Rn, PM = lo.P, lo.U, lo.R, lo.P * lo.M
         self.agents = list(self.possible_agents)
         self.t = 0
-        self.alive = np.ones(F, bool)
-        self.cash = np.full(F, R.CASH0)
-        self.inv = np.zeros((F, P))
-        self.built = np.zeros((F, U), bool)
-        self.slot_prod = np.zeros((F, U), np.int64)
-        self.level = np.zeros((F, U), np.int64)
-        self.busy = np.zeros((F, U), np.int64)
-        self.slot_value = np.zeros((F, U))
-        self.built[:, 0] = True
-        self.slot_value[:, 0] = R.BUILD_COST
-        self.tech = np.zeros((F, P), np.int64)
-        self.pl = np.full((F, PM), lo.L // 2, np.int64)
-        self.brand = np.ones((F, PM))
-        self.war = np.zeros((F, PM), np.int64)
+        self.S = S = np.zeros((F, self._width))
+        for name, (a, b) in self._cols.items():          # named views into S
+            setattr(self, name, S[:, a] if b - a == 1 and name in ("cash", "nw", "alive", "nfac") else S[:, a:b])
+        self.cash[:] = R.CASH0
+        self.built[:, 0] = 1.0
+        self.sprod[:, 0] = 1.0                          # product + 1 (0 = empty slot)
+        self.uc[:] = self._uc0
+        mid = lo.L // 2
+        self.price[:] = self._mult[mid]
+        self.brand[:] = 1.0
+        self.alive[:] = 1.0
+        self.nfac[:] = 1.0
+        # integer mirrors and action-driven derived arrays
+        self.alive_b = np.ones(F, bool)
+        self.built_b = self.built > 0
+        self.sprod_i = np.where(self.built_b, 0, -1)
+        self.level_i = np.zeros((F, U), np.int64)
+        self.tech_i = np.zeros((F, P), np.int64)
+        self.pl = np.full((F, PM), mid, np.int64)
+        self.of_product = self.sprod_i[:, None, :] == np.arange(P)[None, :, None]      # (F, P, U)
+        self.attr0 = np.full((F, PM), self._attract[mid])
+        self.price_abs = np.tile(self._bp_pm * self._mult[mid], (F, 1))
+        self.book = np.full(F, R.BOOK_VALUE * R.BUILD_COST)
+        self.overhead = np.full(F, R.OVERHEAD_BASE + R.OVERHEAD_FACTORY)
         self.res_holder = np.full(Rn, -1)
         self.res_price = np.zeros(Rn)
-        self.ledger = np.zeros((F, len(R.LEDGER)))
+        self.held = np.zeros((F, P))
+        self.ledger_t = np.zeros((len(R.LEDGER), F))        # money flows by kind (rows) and firm
+        self.n_alive = F
         self.invalid = np.zeros(F, np.int64)
-        self.dropout = np.full(F, -1)              # step at which a firm went bankrupt
+        self.dropout = np.full(F, -1)
         self.final_score = np.zeros(F)
+        need = np.tile(self._need_base, (F, 1))
+        need[:, self._produce_a] = self.uc
+        need[:, self._upgrade_a] = R.UPGRADE_COST + R.RESERVE
+        need[:, self._research_a] = R.RESEARCH_COST + R.RESERVE
+        need[:, self._bid_a] = R.BID_RESERVE + R.RESERVE
+        for pm in range(PM):
+            need[:, self._price_a[pm][mid]] = np.inf
+        self.need = need
+        self.mvec = np.zeros(self._d_mkt)
+        self._dyn = np.ones((F, 1 + 2 * P), bool)       # always | idle factory of p | goods of p in stock
         self.demand = self._draw_demand()
-        self._update_derived()
-        self.net_worth_prev = self.net_worth.copy()
-        obs = self._observe()
+        self.nw[:] = self.cash + self.book
+        self.stocked = self.inv > 0
+        self._finish_step()
         infos = {a: {"reward_terms": dict.fromkeys(R.REWARD_TERMS, 0.0), "invalid_action": 0} for a in self.agents}
-        return {a: obs[i] for i, a in enumerate(self.agents)}, infos
+        return dict(zip(self.agents, self._observe())), infos
 
     def _draw_demand(self):
-        noise = 0.8 + 0.4 * self._rng.random(self._market_size.shape)
-        return R.DEMAND_PER_FIRM * self.n_firms * self._market_size * noise
+        """Demand per product-market this step: market size times noise drawn for the whole episode at reset."""
+        if self.t == 0:
+            noise = 0.8 + 0.4 * self._rng.random((self.horizon + 1, len(self._market_size)))
+            self._demand_path = (R.DEMAND_PER_FIRM * self.n_firms) * self._market_size * noise
+        demand = self._demand_path[self.t]
+        self.mvec[:len(demand)] = demand * (1.0 / (R.DEMAND_PER_FIRM * self.n_firms))
+        return demand
 
-    def _update_derived(self):
-        """Unit costs, net worth, rule-picked units and targets, costs and the flat mask for the current state."""
-        lo, F = self.layout, self.n_firms
-        P, U = lo.P, lo.U
-        held = np.zeros((F, P))
-        hold = self.res_holder >= 0
-        if hold.any():
-            np.add.at(held, (self.res_holder[hold], self._res_product[hold]), 1.0)
-        self.uc = self._uc0 * (1.0 - R.TECH_STEP * self.tech - R.RESOURCE_DISCOUNT * np.minimum(held, 2))
-        self.net_worth = self.cash + R.BOOK_VALUE * self.slot_value.sum(1) + self.inv @ self._uc0
-        cash = self.cash[:, None]
-        idle = self.built & (self.busy == 0)
-        lvl = self.level
-        # a batch is as large as the factory allows and cash pays for, at least one unit
-        slot_uc = self.uc[self._rows[:, None], self.slot_prod]                                  # (F, U)
-        self._batch = np.minimum(R.CAPACITY * (1 + lvl), self.cash[:, None] / slot_uc)
-        uidx = np.arange(U)
-        # produce: the highest-level idle factory of that product that can pay one unit (ties: lowest slot)
-        ok = idle & (slot_uc <= cash)
-        self._prod_ok = ok
-        score = np.where(ok, lvl * U + (U - 1 - uidx), -1)                                         # (F, U)
-        sp = np.where(self.slot_prod[:, None, :] == np.arange(P)[None, :, None], score[:, None, :], -1)  # (F,P,U)
-        self._ru_prod = sp.argmax(2)
-        has_prod = sp.max(2) >= 0
-        # build: the first empty slot
-        empty = ~self.built
-        self._ru_build = empty.argmax(1)
-        has_build = empty.any(1) & (self.cash >= R.BUILD_COST + R.RESERVE)
-        # upgrade: the cheapest (lowest-level) affordable idle factory below the top level
-        up_cost = R.UPGRADE_COST * (lvl + 1)
-        up_ok = idle & (lvl < R.MAX_LEVEL) & (up_cost + R.RESERVE <= cash)
-        score = np.where(up_ok, (R.MAX_LEVEL - lvl) * U + (U - 1 - uidx), -1)
-        self._ru_up = score.argmax(1)
-        has_up = score.max(1) >= 0
-        res_cost = R.RESEARCH_COST * (self.tech + 1)
-        has_res = (self.tech < R.MAX_TECH) & (res_cost + R.RESERVE <= cash)
-        # poach: the alive rival with the strongest brand in that product-market
-        others = np.where(self.alive[None, :, None] & ~np.eye(F, dtype=bool)[:, :, None], self.brand[None], -1.0)
-        self._rt_poach = others.argmax(1)                                                          # (F, PM)
-        stocked = np.repeat(self.inv > 0, lo.M, axis=1)          # campaigns need goods to sell
-        has_poach = (others.max(1) > R.POACH_MIN_BRAND) & (cash >= R.POACH_COST + R.RESERVE) & stocked
-        has_mkt = (self.brand < R.BRAND_MAX) & (cash >= R.MARKETING_COST + R.RESERVE) & stocked
-        has_war = (self.war == 0) & (cash >= R.WAR_COST + R.RESERVE) & stocked
-        self._bid_need = np.where(self.res_holder >= 0, self.res_price * R.OUTBID, R.BID_RESERVE)
-        has_bid = (self.res_holder[None, :] != self._rows[:, None]) & (cash >= self._bid_need[None, :] + R.RESERVE)
-        cond = np.concatenate([np.ones((F, 1), bool), has_prod, has_build[:, None], has_up[:, None], has_res,
-                               has_mkt, has_war, has_poach, has_bid], axis=1)
-        mask = cond[:, self._cidx] & (self.pl[:, self._a_pm] != self._level_of)
-        self._flat_mask = mask.astype(np.int8)
+    def _finish_step(self):
+        """The flat mask for the state now (vectorised over firms)."""
+        idle = self.busy == 0                            # empty slots are never of a product, so need no check
+        dyn = self._dyn
+        np.logical_or.reduce(self.of_product & idle[:, None, :], 2, out=dyn[:, 1:1 + self.layout.P])
+        self.stocked = np.greater(self.inv, 0, out=dyn[:, 1 + self.layout.P:])
+        mask = dyn[:, self._didx]
+        mask &= self.cash[:, None] >= self.need
+        self._flat_mask = mask.view(np.int8)
+        self.mvec[-1] = self.t / self.horizon
 
     def _factorised_masks(self):
-        """[WHAT] + [unit rows (P+2) x U] + [target rows (P*M) x (F-1)], one row per firm."""
-        lo, F = self.layout, self.n_firms
+        """[WHAT] + [unit rows (P+2) x U] + [rival row (F-1)], one row per firm."""
+        F = self.n_firms
         cash = self.cash[:, None]
-        idle = self.built & (self.busy == 0)
-        prod_rows = self._prod_ok[:, None, :] & (
-            self.slot_prod[:, None, :] == np.arange(lo.P)[None, :, None])
-        build_row = ~self.built & (cash >= R.BUILD_COST + R.RESERVE)
-        up_row = idle & (self.level < R.MAX_LEVEL) & (R.UPGRADE_COST * (self.level + 1) + R.RESERVE <= cash)
+        idle = (self.busy == 0) & self.built_b
+        prod_rows = (idle & (self.uc[self._rows[:, None], np.maximum(self.sprod_i, 0)] <= cash))[:, None, :] \
+            & self.of_product
+        build_row = ~self.built_b & (cash >= R.BUILD_COST + R.RESERVE)
+        up_row = self.built_b & (self.level_i < R.MAX_LEVEL) & (R.UPGRADE_COST * (self.level_i + 1) + R.RESERVE <= cash)
         units = np.concatenate([prod_rows, build_row[:, None], up_row[:, None]], axis=1).reshape(F, -1)
-        rival_ok = self.alive[self._perm][:, :, None] & (self.brand[self._perm] > R.POACH_MIN_BRAND)  # (F,F-1,PM)
-        targets = rival_ok.transpose(0, 2, 1).reshape(F, -1)
-        return np.concatenate([self._flat_mask, units, targets], axis=1).astype(np.int8)
+        return np.concatenate([self._flat_mask, units, self.alive_b[self._perm]], axis=1).astype(np.int8)
 
     def _observe(self):
-        lo, F = self.layout, self.n_firms
-        own = np.concatenate([
-            self.cash[:, None], self.net_worth[:, None], self.inv, self.built,
-            np.where(self.built, self.slot_prod + 1, 0), self.level, self.busy, self.tech, self.uc,
-            self._mult[self.pl], self.brand, self.war, self.res_holder[None, :] == self._rows[:, None]], axis=1)
-        own *= self._own_scale
-        pub = np.concatenate([self.alive[:, None], self.net_worth[:, None] / R.CASH0,
-                              self.built.sum(1, keepdims=True) / lo.U, self._mult[self.pl],
-                              self.brand / R.BRAND_MAX, self.war > 0], axis=1)
-        market = np.concatenate([self.demand / (R.DEMAND_PER_FIRM * F), self.res_price / R.CASH0,
-                                 self.res_holder >= 0, [self.t / self.horizon]])
-        obs = np.empty((F, lo.obs_size), np.float32)
-        d0, d1 = self._d_own, self._d_own + self._d_mkt
-        obs[:, :d0] = own
-        obs[:, d0:d1] = market
-        obs[:, d1:] = pub[self._perm].reshape(F, -1)
+        F, d0 = self.n_firms, self._d_own
+        obs = np.empty((F, self.obs_size), np.float32)
+        np.multiply(self.S[:, :d0], self._own_scale, out=obs[:, :d0])
+        obs[:, d0:d0 + self._d_mkt] = self.mvec
+        obs[:, d0 + self._d_mkt:] = obs[self._pub_index].reshape(F, -1)
         if not self.masked:
             mask = np.ones((F, self.mask_size), np.int8)
         elif self.encoding == "flat":
             mask = self._flat_mask
         else:
             mask = self._factorised_masks()
-        self._obs, self._mask = obs, mask
+        self._obs = obs
         return [{"observations": obs[i], "action_mask": mask[i]} for i in range(F)]
 
     def flat_observation(self, i: int) -> dict:
@@ -347,217 +330,333 @@ class BizSimEnv(ParallelEnv):
         """Firm i's flat action in this env's encoding (the factorised triple uses the flat rules' unit and rival)."""
         if self.encoding == "flat":
             return int(action)
-        v = self.layout.verb[action]
-        unit = {PRODUCE: self._ru_prod[i, self._a_prod[action]], BUILD: self._ru_build[i],
-                UPGRADE: self._ru_up[i]}.get(v, 0)
-        target = (self._rt_poach[i, self._a_pm[action]] - i - 1) % self.n_firms if v == POACH else 0
-        return np.array([action, unit, target], dtype=np.int64)
+        v = self._verb[action]
+        p, pm = self._a_prod[action], self._a_pm[action]
+        unit = {PRODUCE: self._rule_produce, BUILD: self._rule_build, UPGRADE: self._rule_upgrade}.get(v)
+        unit = unit(i, p) if unit else 0
+        target = (self._rule_poach(i, pm) - i - 1) % self.n_firms if v == POACH else 0
+        return np.array([action, max(unit, 0), target], dtype=np.int64)
+
+    # ---- rules that pick WHICH unit / target for a flat action ---------------------------------------------------
+    def _rule_produce(self, i, p):
+        """The highest-level idle factory of product p (ties: lowest slot), -1 if none."""
+        best, best_level = -1, -1
+        busy, sprod, level = self.busy[i].tolist(), self.sprod_i[i].tolist(), self.level_i[i].tolist()
+        for u in range(len(busy)):
+            if sprod[u] == p and busy[u] == 0 and level[u] > best_level:
+                best, best_level = u, level[u]
+        return best
+
+    def _rule_build(self, i, p=0):
+        """The first empty slot, -1 if none."""
+        empty = np.flatnonzero(~self.built_b[i])
+        return int(empty[0]) if len(empty) else -1
+
+    def _rule_upgrade(self, i, p=0):
+        """The lowest-level factory below the top level (ties: lowest slot), -1 if none."""
+        best, best_level = -1, R.MAX_LEVEL
+        for u, (b, lv) in enumerate(zip(self.built_b[i].tolist(), self.level_i[i].tolist())):
+            if b and lv < best_level:
+                best, best_level = u, lv
+        return best
+
+    def _rule_poach(self, i, pm):
+        """The alive rival with the strongest brand in product-market pm (ties: next seat first)."""
+        brand = self.brand[:, pm]
+        return max((j for j in self._perm[i].tolist() if self.alive_b[j]), key=lambda j: brand[j])
+
+    # ---- action-driven updates of the derived arrays ----------------------------------------------------------------
+    def _refresh_upgrade_need(self, i):
+        u = self._rule_upgrade(i)
+        self.need[i, self._upgrade_a] = (np.inf if u < 0 else
+                                         R.UPGRADE_COST * (self.level_i[i, u] + 1) + R.RESERVE)
+
+    def _refresh_unit_cost(self, i, p):
+        self.uc[i, p] = self._uc0[p] * (1.0 - R.TECH_STEP * self.tech_i[i, p]
+                                        - R.RESOURCE_DISCOUNT * min(self.held[i, p], 2))
+        self.need[i, self._produce_a[p]] = self.uc[i, p]
 
     # ---- step ---------------------------------------------------------------------------------------------------
-    def _decode_actions(self, actions):
-        """Per firm: (what, unit, absolute target firm, valid) from the agents' actions."""
-        F = self.n_firms
-        what = np.zeros(F, np.int64)
-        unit = np.zeros(F, np.int64)
-        target = np.zeros(F, np.int64)
-        act = np.zeros(F, bool)
-        for a, x in actions.items():
-            i = self.agent_index[a]
-            if self.encoding == "flat":
-                what[i] = x
-            else:
-                what[i], unit[i], target[i] = x[0], x[1], x[2]
-            act[i] = True
-        act &= self.alive
+    def _decode(self, actions):
+        """Per acting firm: (firm, what, unit, target); invalid ones are counted and dropped (no-op)."""
+        plan = []
+        idx = self.agent_index
         if self.encoding == "flat":
-            valid = self._flat_mask[self._rows, what].astype(bool)
-            v = self.layout.verb[what]
-            unit = np.select([v == PRODUCE, v == BUILD, v == UPGRADE],
-                             [self._ru_prod[self._rows, self._a_prod[what]], self._ru_build, self._ru_up], 0)
-            target = self._rt_poach[self._rows, self._a_pm[what]]
-        else:
-            fm = self._mask if self.masked else self._factorised_masks()
-            lo = self.layout
-            U, T = lo.U, F - 1
-            ur, tr = self._unit_row[what], self._target_row[what]
-            unit_ok = np.where(ur >= 0, fm[self._rows, lo.n_actions + np.maximum(ur, 0) * U + unit], 1)
-            t_ok = np.where(tr >= 0, fm[self._rows, lo.n_actions + (lo.P + 2) * U + np.maximum(tr, 0) * T + target], 1)
-            valid = fm[self._rows, what].astype(bool) & unit_ok.astype(bool) & t_ok.astype(bool)
-            target = self._perm[self._rows, target]
-        invalid = act & ~valid
-        what = np.where(act & valid, what, NOOP)
-        return what, unit, target, invalid
+            mask = self._flat_mask
+            for a, x in actions.items():
+                i = idx[a]
+                if x and self.alive_b[i]:
+                    if mask[i, x]:
+                        plan.append((i, int(x), -1, -1))
+                    else:
+                        self.invalid[i] += 1
+            return plan
+        fm = self._factorised_masks()
+        lo, U = self.layout, self.layout.U
+        for a, x in actions.items():
+            i = idx[a]
+            w, u, t = int(x[0]), int(x[1]), int(x[2])
+            if not w or not self.alive_b[i]:
+                continue
+            ur = self._unit_row[w]
+            ok = fm[i, w] and (ur < 0 or fm[i, lo.n_actions + ur * U + u])
+            if self._verb[w] == POACH:
+                ok = ok and fm[i, lo.n_actions + (lo.P + 2) * U + t]
+            if ok:
+                plan.append((i, w, u if ur >= 0 else -1, int(self._perm[i, t])))
+            else:
+                self.invalid[i] += 1
+        return plan
 
     def step(self, actions):
-        lo, F = self.layout, self.n_firms
-        P, M, PM = lo.P, lo.M, lo.P * lo.M
-        rows = self._rows
-        what, unit, target, invalid = self._decode_actions(actions)
-        self.invalid += invalid
-        verb = lo.verb[what]
-        flows = np.zeros((F, len(R.LEDGER)))
-        # --- costs, decided on the state the firms saw
-        lev_u = self.level[rows, unit]
-        cost = np.select(
-            [verb == PRODUCE, verb == UPGRADE, verb == BUILD, verb == RESEARCH, verb == MARKETING, verb == WAR,
-             verb == POACH],
-            [self._batch[rows, unit] * self.uc[rows, self._a_prod[what]], R.UPGRADE_COST * (lev_u + 1), R.BUILD_COST,
-             R.RESEARCH_COST * (self.tech[rows, self._a_prod[what]] + 1), R.MARKETING_COST, R.WAR_COST,
-             R.POACH_COST], 0.0)
+        F, M = self.n_firms, self.layout.M
+        cash_before = self.cash.copy()
+        nw_before = self.nw.copy()
         produced = np.zeros(F)
         builds = np.zeros(F)
-        for v in set(verb.tolist()) - {NOOP}:
-            idx = np.flatnonzero(verb == v)
-            w = what[idx]
-            p, pm = self._a_prod[w], self._a_pm[w]
-            u = unit[idx]
-            if v == PRODUCE:
-                out = self._batch[idx, u]
-                self.inv[idx, p] += out
-                self.busy[idx, u] = R.BATCH_STEPS
-                produced[idx] = out
-            elif v == BUILD:
-                self.built[idx, u] = True
-                self.slot_prod[idx, u] = p
-                self.level[idx, u] = 0
-                self.slot_value[idx, u] = R.BUILD_COST
-                builds[idx] = 1
-            elif v == UPGRADE:
-                self.level[idx, u] += 1
-                self.slot_value[idx, u] += cost[idx]
-                builds[idx] = 1
-            elif v == RESEARCH:
-                self.tech[idx, p] += 1
-                builds[idx] = 1
-            elif v == PRICE:
-                self.pl[idx, pm] = lo.level[w]
-            elif v == MARKETING:
-                self.brand[idx, pm] = np.minimum(self.brand[idx, pm] + R.MARKETING_GAIN, R.BRAND_MAX)
-            elif v == WAR:
-                self.war[idx, pm] = R.WAR_STEPS
-            elif v == POACH:
-                tg = target[idx]
-                amount = R.POACH_FRACTION * self.brand[tg, pm]
-                np.subtract.at(self.brand, (tg, pm), amount)
-                np.add.at(self.brand, (idx, pm), amount)
-            elif v == BID:
-                cost[idx] = 0.0
-                self._resolve_bids(idx, lo.res[w], cost, flows)
-        flows[rows, self._ledger_col[verb]] -= cost
+        bids = []
+        for i, a, unit, target in self._decode(actions):
+            self._apply(i, a, unit, target, produced, builds, bids)
+        if bids:
+            self._resolve_bids(bids)
         # --- market: demand shared by attractiveness (brand x price^-elasticity), limited by stock
-        price = self._bp_pm * self._mult[self.pl] * np.where(self.war > 0, R.WAR_DISCOUNT, 1.0)
-        attract = self.brand * self._attract[self.pl] * np.where(self.war > 0, R.WAR_DISCOUNT ** -R.ELASTICITY, 1.0)
-        stocked = (self.inv > 0) & self.alive[:, None]
-        attract *= np.repeat(stocked, M, axis=1)
-        share = attract / (attract.sum(0) + R.OUTSIDE_OPTION * F)
-        qty = share * self.demand                                                              # (F, PM)
-        want = qty.reshape(F, P, M).sum(2)
-        scale = np.minimum(1.0, self.inv / np.maximum(want, 1e-9))
-        qty *= np.repeat(scale, M, axis=1)
-        sold = want * scale
+        add = np.add.reduce
+        any_war = np.count_nonzero(self.war)
+        if any_war:
+            at_war = self.war > 0
+            attract = self.brand * self.attr0 * np.where(at_war, self._boost, 1.0)
+            price = self.price_abs * np.where(at_war, R.WAR_DISCOUNT, 1.0)
+        else:
+            attract, price = self.brand * self.attr0, self.price_abs
+        stocked = np.sign(self.inv)                     # 1.0 where goods are in stock (inventory is never < 0)
+        if self.n_alive < F:
+            stocked *= self.alive[:, None]
+        attract *= stocked if self._single_market else stocked[:, self._pm_p]
+        denom = add(attract, 0)
+        denom += R.OUTSIDE_OPTION * F
+        qty = attract * (self.demand / denom)
+        want = add(qty, 1)[:, None] if self.layout.P == 1 else add(qty.reshape(F, -1, M), 2)
+        sold = np.minimum(self.inv, want)
+        want += 1e-12
+        scale = sold / want
+        qty *= scale if self._single_market else scale[:, self._pm_p]
         self.inv -= sold
-        np.maximum(self.inv, 0.0, out=self.inv)
-        flows[:, 0] = (qty * price).sum(1)
-        flows[:, 10] = -(R.OVERHEAD_BASE + R.OVERHEAD_FACTORY * self.built.sum(1))
-        flows[:, 11] = -R.HOLDING * (self.inv @ self._uc0)
-        flows[~self.alive] = 0.0
-        self.cash += flows.sum(1)
-        self.ledger += flows
-        # --- dynamics: war pressure on rivals' brands, brand drift, timers
-        at_war = self.war > 0
-        pressure = at_war.sum(0)[None, :] - at_war
-        self.brand *= R.WAR_PRESSURE ** pressure
-        self.brand += R.BRAND_DRIFT * (1.0 - self.brand)
-        np.clip(self.brand, R.BRAND_MIN, R.BRAND_MAX, out=self.brand)
-        np.maximum(self.war - 1, 0, out=self.war)
-        np.maximum(self.busy - 1, 0, out=self.busy)
+        sales = add(qty * price, 1)
+        inv_value = self.inv @ self._uc0
+        holding = R.HOLDING * inv_value
+        flows = sales - self.overhead
+        flows -= holding
+        self.cash += flows
+        ledger = self.ledger_t
+        ledger[0] += sales
+        ledger[10] -= self.overhead
+        ledger[11] -= holding
+        # --- dynamics: rivals' brands erode where a firm wages a price war, brands drift back, timers run down.
+        # Brands stay within [BRAND_MIN, BRAND_MAX] without clipping: every change is capped or shrinks toward it.
+        brand = self.brand
+        if any_war:
+            brand *= R.WAR_PRESSURE ** (add(at_war, 0) - at_war)
+            self.war -= at_war
+        brand *= 1.0 - R.BRAND_DRIFT
+        brand += R.BRAND_DRIFT
+        busy = self.busy
+        busy -= 1.0
+        np.maximum(busy, 0.0, out=busy)
+        np.add(self.cash, self.book, out=self.nw)
+        self.nw += inv_value
         self.t += 1
         self.demand = self._draw_demand()
-        # --- bankruptcy, ending
-        broke = self.alive & (self.cash < 0)
-        if broke.any():
-            self.alive &= ~broke
-            self.dropout[broke] = self.t
-            self.final_score[broke] = self.cash[broke]
-            gone = np.isin(self.res_holder, np.flatnonzero(broke))
-            self.res_holder[gone], self.res_price[gone] = -1, 0.0
-        self._update_derived()
-        total = sold.sum()
-        terms = np.zeros((F, len(R.REWARD_TERMS)))
-        terms[:, 1] = flows.sum(1) / R.CASH0
-        terms[:, 2] = (self.net_worth - self.net_worth_prev) / R.CASH0
-        terms[:, 3] = produced / (R.CAPACITY * (1 + R.MAX_LEVEL))
-        terms[:, 4] = builds
-        terms[:, 5] = sold.sum(1) / total if total > 0 else 0.0
-        terms[broke, 2] = 0.0
-        self.net_worth_prev = self.net_worth.copy()
-        n_alive = int(self.alive.sum())
-        positive = np.maximum(self.net_worth, 0) * self.alive
-        dominated = (self.t >= self.horizon // 4 and n_alive >= 2
-                     and positive.max() >= self.config["dominance"] * positive.sum() > 0)
-        done = n_alive <= 1 or dominated
+        any_broke = min(self.cash.tolist()) < 0 and bool(np.count_nonzero(self.alive_b & (self.cash < 0)))
+        broke = self.alive_b & (self.cash < 0) if any_broke else None
+        if any_broke:
+            self._bankrupt(broke)
+        self._finish_step()
+        # --- rewards and ending
+        terms = np.zeros((len(R.REWARD_TERMS), F))
+        np.subtract(self.cash, cash_before, out=terms[1])
+        np.subtract(self.nw, nw_before, out=terms[2])
+        terms[1:3] *= 1.0 / R.CASH0
+        terms[3] = produced
+        terms[3] *= 1.0 / (R.CAPACITY * (1 + R.MAX_LEVEL))
+        terms[4] = builds
+        sold_firm = add(sold, 1)
+        total = sum(sold_firm.tolist())
+        if total > 0:
+            np.divide(sold_firm, total, out=terms[5])
+        n_alive = self.n_alive
+        done = n_alive <= 1 or (self.t >= self.horizon // 4 and self._dominated())
         truncated = self.t >= self.horizon and not done
-        terms[broke, 0] = self._outcome_for_dropouts(broke)
-        if done or truncated:
-            self.final_score[self.alive] = self.net_worth[self.alive]
-            outcome = self._outcomes()
-            terms[self.alive, 0] = outcome[self.alive]
-        rewards_arr = terms @ self._w
-        obs = self._observe()
-        agents = self.agents
-        rlist, tlist, inv_list = rewards_arr.tolist(), terms.tolist(), self.invalid.tolist()
         end = done or truncated
+        if any_broke:
+            terms[0, broke] = self._outcome_for_dropouts(broke)
+            terms[2, broke] = 0.0
+        if end:
+            self.final_score[self.alive_b] = self.nw[self.alive_b]
+            outcome = self._outcomes()
+            terms[0, self.alive_b] = outcome[self.alive_b]
+        rewards_arr = (self._w @ terms).tolist()
+        obs = self._observe()
+        tlist, inv_list, idx = terms.T.tolist(), self.invalid.tolist(), self.agent_index
         observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
-        for a in agents:
-            i = self.agent_index[a]
+        for a in self.agents:
+            i = idx[a]
             observations[a] = obs[i]
-            rewards[a] = rlist[i]
-            terminations[a] = bool(broke[i]) or done
+            rewards[a] = rewards_arr[i]
+            terminations[a] = done or (any_broke and bool(broke[i]))
             truncations[a] = truncated
             infos[a] = {"reward_terms": dict(zip(R.REWARD_TERMS, tlist[i])), "invalid_action": inv_list[i]}
-        if end or broke.any():
+        if end or any_broke:
             self._final_infos(infos, broke, end)
-        self.agents = [] if end else [a for a in agents if self.alive[self.agent_index[a]]]
+        if end:
+            self.agents = []
+        elif any_broke:
+            self.agents = [a for a in self.agents if self.alive_b[idx[a]]]
         return observations, rewards, terminations, truncations, infos
 
-    def _resolve_bids(self, idx, res, cost, flows):
-        """Simultaneous bids: per resource the richest bidder wins (ties by the seeded RNG) and pays."""
-        order = self._rng.permutation(len(idx))
-        for r in np.unique(res):
-            bidders = idx[order][res[order] == r]
-            winner = int(bidders[np.argmax(self.cash[bidders])])
-            need, holder, held = float(self._bid_need[r]), int(self.res_holder[r]), float(self.res_price[r])
-            cost[winner] = need - held if holder >= 0 else need
+    def _apply(self, i, a, unit, target, produced, builds, bids):
+        """Carry out firm i's valid action a (scalar updates of the action-driven state)."""
+        v = self._verb[a]
+        p, pm = self._a_prod[a], self._a_pm[a]
+        cost = 0.0
+        if v == PRODUCE:
+            u = unit if unit >= 0 else self._rule_produce(i, p)
+            uc = self.uc[i, p]
+            out = min(R.CAPACITY * (1 + self.level_i[i, u]), self.cash[i] / uc)
+            cost = out * uc
+            self.inv[i, p] += out
+            self.busy[i, u] = R.BATCH_STEPS
+            produced[i] = out
+        elif v == BUILD:
+            u = unit if unit >= 0 else self._rule_build(i)
+            cost = R.BUILD_COST
+            self.built[i, u], self.built_b[i, u] = 1.0, True
+            self.sprod[i, u], self.sprod_i[i, u], self.of_product[i, p, u] = p + 1, p, True
+            self.book[i] += R.BOOK_VALUE * cost
+            self.overhead[i] += R.OVERHEAD_FACTORY
+            self.nfac[i] += 1
+            if self.built_b[i].all():
+                self.need[i, self._build_a] = np.inf
+            self._refresh_upgrade_need(i)
+            builds[i] = 1
+        elif v == UPGRADE:
+            u = unit if unit >= 0 else self._rule_upgrade(i)
+            cost = R.UPGRADE_COST * (self.level_i[i, u] + 1)
+            self.level_i[i, u] += 1
+            self.level[i, u] += 1
+            self.book[i] += R.BOOK_VALUE * cost
+            self._refresh_upgrade_need(i)
+            builds[i] = 1
+        elif v == RESEARCH:
+            cost = R.RESEARCH_COST * (self.tech_i[i, p] + 1)
+            self.tech_i[i, p] += 1
+            self.tech[i, p] += 1
+            self._refresh_unit_cost(i, p)
+            self.need[i, self._research_a[p]] = (np.inf if self.tech_i[i, p] >= R.MAX_TECH else
+                                                 R.RESEARCH_COST * (self.tech_i[i, p] + 1) + R.RESERVE)
+            builds[i] = 1
+        elif v == PRICE:
+            level = self._a_level[a]
+            self.need[i, self._price_a[pm][self.pl[i, pm]]] = 0.0
+            self.need[i, a] = np.inf
+            self.pl[i, pm] = level
+            self.price[i, pm] = self._mult[level]
+            self.attr0[i, pm] = self._attract[level]
+            self.price_abs[i, pm] = self._bp_pm[pm] * self._mult[level]
+        elif v == MARKETING:
+            cost = R.MARKETING_COST
+            self.brand[i, pm] = min(self.brand[i, pm] + R.MARKETING_GAIN, R.BRAND_MAX)
+        elif v == WAR:
+            cost = R.WAR_COST
+            self.war[i, pm] = R.WAR_STEPS
+        elif v == POACH:
+            cost = R.POACH_COST
+            t = target if target >= 0 else self._rule_poach(i, pm)
+            amount = R.POACH_FRACTION * (self.brand[t, pm] - R.BRAND_MIN)
+            self.brand[t, pm] -= amount
+            self.brand[i, pm] = min(self.brand[i, pm] + amount, R.BRAND_MAX)
+        elif v == BID:
+            bids.append((i, self._a_res[a]))
+        if cost:
+            self.cash[i] -= cost
+            self.ledger_t[self._cost_col[v], i] -= cost
+
+    def _resolve_bids(self, bids):
+        """Simultaneous bids: per resource the richest bidder wins (ties by the seeded RNG) and pays; a holder
+        that is outbid is paid back what it paid (a transfer between firms), the rest goes to the bank."""
+        for r in sorted({r for _, r in bids}):
+            bidders = [i for i, rr in bids if rr == r]
+            if len(bidders) > 1:
+                self._rng.shuffle(bidders)
+            winner = max(bidders, key=self.cash.__getitem__)
+            holder, held = int(self.res_holder[r]), float(self.res_price[r])
+            need = R.BID_RESERVE if holder < 0 else held * R.OUTBID
+            self.cash[winner] -= need
+            self.ledger_t[8, winner] -= need - held if holder >= 0 else need
             if holder >= 0:
-                flows[winner, 9] -= held
-                flows[holder, 9] += held
-            self.res_holder[r], self.res_price[r] = winner, need
+                self.ledger_t[9, winner] -= held
+                self.cash[holder] += held
+                self.ledger_t[9, holder] += held
+            self._set_resource(r, winner, need)
+
+    def _set_resource(self, r, holder, paid):
+        p = self._res_product[r]
+        old = int(self.res_holder[r])
+        self.res_holder[r], self.res_price[r] = holder, paid
+        for firm, delta in ((old, -1.0), (holder, 1.0)):
+            if firm >= 0:
+                self.held[firm, p] += delta
+                self.res[firm, r] = 1.0 if delta > 0 else 0.0
+                self._refresh_unit_cost(firm, p)
+        self.need[:, self._bid_a[r]] = (R.BID_RESERVE if holder < 0 else paid * R.OUTBID) + R.RESERVE
+        if holder >= 0:
+            self.need[holder, self._bid_a[r]] = np.inf
+        Rn = self.layout.R
+        self.mvec[-1 - 2 * Rn + r] = paid / R.CASH0
+        self.mvec[-1 - Rn + r] = 1.0 if holder >= 0 else 0.0
+
+    def _bankrupt(self, broke):
+        """Firms out of cash leave: their score is their (negative) cash, their resources go back on the market."""
+        self.alive_b &= ~broke
+        self.n_alive = int(self.alive_b.sum())
+        self.alive[broke] = 0.0
+        self.dropout[broke] = self.t
+        self.final_score[broke] = self.cash[broke]
+        self.overhead[broke] = 0.0
+        for r in np.flatnonzero(np.isin(self.res_holder, np.flatnonzero(broke))).tolist():
+            self._set_resource(r, -1, 0.0)
+
+    def _dominated(self):
+        positive = [max(x, 0.0) for x, a in zip(self.nw.tolist(), self.alive_b.tolist()) if a]
+        total = sum(positive)
+        return total > 0 and max(positive) >= self.dominance * total
 
     def _outcome_for_dropouts(self, broke):
-        """Firms that go bankrupt now rank below every firm still alive: outcome from their rank."""
+        """Firms that go bankrupt now rank below every firm still alive: outcome from their (shared) rank."""
         n = self.n_firms
-        below = int((~self.alive & (self.dropout >= 0) & (self.dropout < self.t)).sum())
-        k = int(broke.sum())
-        rank = n - below - (k + 1) / 2.0                      # mean 0-based rank of this group, ties split
+        below = int(((self.dropout >= 0) & (self.dropout < self.t)).sum())
+        rank = n - below - (int(broke.sum()) + 1) / 2.0
         return 1.0 - 2.0 * rank / (n - 1)
+
+    def _rank_key(self):
+        return np.where(self.alive_b, self.final_score, -1e9 + 1e6 * self.dropout + self.final_score)
 
     def _outcomes(self):
         """Rank-based outcome at the end: +1 first ... -1 last, ties split; bankrupt firms rank last."""
-        key = np.where(self.alive, self.final_score, -1e9 + 1e6 * self.dropout + self.final_score)
+        key = self._rank_key()
         order = (key[None, :] > key[:, None]).sum(1) + ((key[None, :] == key[:, None]).sum(1) - 1) / 2.0
         return 1.0 - 2.0 * order / (self.n_firms - 1)
 
     def _final_infos(self, infos, broke, end):
-        scores = {a: float(self.final_score[i]) for i, a in enumerate(self.possible_agents)}
         for a in infos:
             i = self.agent_index[a]
             if end or broke[i]:
                 infos[a]["score"] = float(self.final_score[i])
         if end:
-            key = np.where(self.alive, self.final_score, -1e9 + 1e6 * self.dropout + self.final_score)
+            key = self._rank_key()
             best = np.flatnonzero(key == key.max())
             winner = self.possible_agents[int(best[0])] if len(best) == 1 else None
             ranks = (key[None, :] > key[:, None]).sum(1)
+            scores = dict(zip(self.possible_agents, self.final_score.tolist()))
             for a in infos:
                 infos[a].update(final_scores=scores, winner=winner, rank=int(ranks[self.agent_index[a]]))
 
@@ -570,7 +669,12 @@ class BizSimEnv(ParallelEnv):
 
     def money_check(self):
         """(cash, initial cash + ledger sum, transfer column sum): equal / zero when money is conserved."""
-        return self.cash.copy(), R.CASH0 + self.ledger.sum(1), float(self.ledger[:, 9].sum())
+        return self.cash.copy(), R.CASH0 + self.ledger_t.sum(0), float(self.ledger_t[9].sum())
+
+    @property
+    def ledger(self):
+        """Money flows so far, one row per firm, columns named by rules.LEDGER."""
+        return self.ledger_t.T.copy()
 
 
 def parallel_env(**config) -> BizSimEnv:

@@ -61,13 +61,16 @@ def _price_level(mult, L):
 
 
 class GreedyProducer(Opponent):
-    """L2: keeps every factory busy, prices at the middle level (one lower when stock piles up) and expands while
+    """L2: keeps its stock topped up (about two batches), prices at the middle level (one lower when stock piles up) and expands while
     cash allows; never markets or attacks."""
 
     expand_until = 0.6      # share of the episode during which it builds and upgrades
 
     def produce(self, lo, d, mask, index):
-        options = [(d["inventory"][p], p) for p in range(lo.P) if _valid(mask, index, (PRODUCE, p, -1, -1, -1)) >= 0]
+        """Start a batch of the product with the least stock, unless stock already covers two batches."""
+        cap = 2 * self.batch(d)
+        options = [(d["inventory"][p], p) for p in range(lo.P)
+                   if d["inventory"][p] < cap and _valid(mask, index, (PRODUCE, p, -1, -1, -1)) >= 0]
         return index[(PRODUCE, min(options)[1], -1, -1, -1)] if options else -1
 
     def batch(self, d):

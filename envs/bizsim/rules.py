@@ -123,7 +123,7 @@ def layout(n_firms: int, complexity: int) -> Layout:
     F, PM = n_firms, P * M
     own = [("cash", (1,)), ("net_worth", (1,)), ("inventory", (P,)), ("slot_built", (U,)), ("slot_product", (U,)),
            ("slot_level", (U,)), ("slot_busy", (U,)), ("tech", (P,)), ("unit_cost", (P,)), ("price", (PM,)),
-           ("brand", (PM,)), ("war", (PM,)), ("resources", (R,))]
+           ("brand", (PM,)), ("war", (PM,)), ("resources", (R,)), ("alive", (1,)), ("factories", (1,))]
     rival = [("rival_alive", (F - 1, 1)), ("rival_net_worth", (F - 1, 1)), ("rival_factories", (F - 1, 1)),
              ("rival_price", (F - 1, PM)), ("rival_brand", (F - 1, PM)), ("rival_war", (F - 1, PM))]
     market = [("demand", (PM,)), ("resource_price", (R,)), ("resource_held", (R,)), ("time", (1,))]
@@ -173,7 +173,7 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
     P, U, F = lo.P, lo.U, lo.n_firms
     scale = {"cash": CASH0, "net_worth": CASH0, "inventory": 20.0, "slot_product": P, "slot_level": MAX_LEVEL,
              "slot_busy": BATCH_STEPS, "tech": MAX_TECH, "unit_cost": BASE_PRICE, "brand": BRAND_MAX,
-             "war": WAR_STEPS, "demand": DEMAND_PER_FIRM * F, "resource_price": CASH0, "rival_net_worth": CASH0,
+             "war": WAR_STEPS, "factories": U, "rival_war": WAR_STEPS, "demand": DEMAND_PER_FIRM * F, "resource_price": CASH0, "rival_net_worth": CASH0,
              "rival_factories": U, "rival_brand": BRAND_MAX}
     start, stop, shape = lo.obs_slices["_rival_block"]
     rivals = vector[start:stop].reshape(shape)
