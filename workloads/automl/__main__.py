@@ -15,14 +15,15 @@ from __future__ import annotations
 import sys
 
 from workloads.common import UsageError, fail, init_ray, parse_config
-from workloads.automl.search import AutoMLConfig, run
+from workloads.automl.search import AutoMLConfig, prepare, run
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(AutoMLConfig, argv, prog="python -m workloads.automl")
-    init_ray()
     try:
-        summary = run(cfg)
+        prepared = prepare(cfg)  # bad input ends here, before Ray starts
+        init_ray()
+        summary = run(cfg, prepared)
     except UsageError as exc:
         fail(str(exc), code=1)
     line = (f"{summary['dataset']} {summary['searcher']}: cv {summary['metric']} {summary['cv_score']:.4f}, "

@@ -148,26 +148,43 @@ def _searcher(cfg: AutoMLConfig, task: str, warm: list[dict]):
                            seed=cfg.seed), None
 
 
-def run(cfg: AutoMLConfig) -> dict[str, Any]:
-    """Run the search described by `cfg` (Ray must be initialised) and return the result summary.
+@dataclass
+class Prepared:
+    """A checked configuration with its data loaded and split: everything that can fail before Ray starts."""
 
-    Raises UsageError for bad input and for a budget in which no trial finished.
-    """
-    out = run_dir("automl", cfg.out)
+    cfg: AutoMLConfig
+    dataset: automl_data.Dataset
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+
+
+def prepare(cfg: AutoMLConfig) -> Prepared:
+    """Load and split the data (and, with --resume, the saved settings); raises UsageError with a reason."""
     if cfg.resume:
-        saved = out / "config.json"
+        saved = Path(cfg.out) / "config.json"
         if not saved.is_file():
-            raise UsageError(f"nothing to resume in {out}: no config.json from an earlier run")
-        cfg = config_from_dict(AutoMLConfig, {**json.loads(saved.read_text()), "resume": True, "out": str(out)})
+            raise UsageError(f"nothing to resume in {cfg.out}: no config.json from an earlier run")
+        cfg = config_from_dict(AutoMLConfig, {**json.loads(saved.read_text()), "resume": True, "out": cfg.out})
     try:
         dataset = automl_data.load_dataset(cfg.data, cfg.target or None, cfg.task, cfg.header)
     except automl_data.DataError as exc:
         raise UsageError(str(exc)) from None
-    task = dataset.task
-    train_rows, test_rows = automl_data.split_data(dataset.y, task, cfg.seed, cfg.test_size)
-    X, y = dataset.X[train_rows], dataset.y[train_rows]
-    if task != "regression" and np.bincount(y).min() < cfg.cv_folds:
+    train_rows, test_rows = automl_data.split_data(dataset.y, dataset.task, cfg.seed, cfg.test_size)
+    if dataset.task != "regression" and np.bincount(dataset.y[train_rows]).min() < cfg.cv_folds:
         raise UsageError(f"a class has fewer training rows than --cv-folds {cfg.cv_folds}; lower --cv-folds")
+    return Prepared(cfg, dataset, train_rows, test_rows)
+
+
+def run(cfg: AutoMLConfig, prepared: Prepared | None = None) -> dict[str, Any]:
+    """Run the search described by `cfg` (Ray must be initialised) and return the result summary.
+
+    Raises UsageError for bad input and for a budget in which no trial finished.
+    """
+    prepared = prepared or prepare(cfg)
+    cfg, dataset, train_rows, test_rows = prepared.cfg, prepared.dataset, prepared.train_rows, prepared.test_rows
+    out = run_dir("automl", cfg.out)
+    task = dataset.task
+    X, y = dataset.X[train_rows], dataset.y[train_rows]
     meta = automl_data.meta_features(X, y, task)
     warm = portfolio.warm_start(meta, task) if cfg.warm_start and cfg.searcher != "random" else []
     if not cfg.resume:
@@ -216,6 +233,8 @@ def run(cfg: AutoMLConfig) -> dict[str, Any]:
         "data_notes": dataset.notes,
         "trace": trace,
     }
+    if cfg.searcher == "evolution":
+        summary["evolution"] = evolution_state(out)
     if task != "regression":
         chance = 1.0 / len(dataset.classes)
         summary["test_score_normalized"] = (test_score - chance) / (1.0 - chance)  # ChaLearn's BAC form
@@ -253,6 +272,20 @@ def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list
         run_config=tune.RunConfig(storage_path=str(out), name="tune", verbose=1),
     )
     return tuner.fit()
+
+
+def evolution_state(out: Path) -> dict[str, Any]:
+    """Generations and survivors of an evolution run, from the searcher state Tune saved in <out>/tune."""
+    import pickle
+
+    states = sorted((out / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    with open(states[-1], "rb") as f:  # written by EvolutionSearch.save in this run's own folder
+        state = pickle.load(f)
+    return {"generations": state["generation"], "population_size": state["population_size"],
+            "survivors": [{"trial_id": s["trial_id"], "score": s["score"], "generation": s["generation"],
+                           "description": space.describe(s["config"], state["task"])} for s in state["survivors"]]}
 
 
 def _trial_dirname(trial) -> str:

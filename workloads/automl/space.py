@@ -223,6 +223,7 @@ def crossover(a: dict[str, Any], b: dict[str, Any], task: str, rng: np.random.Ge
 def _estimator(config: dict[str, Any], task: str, seed: int):
     from sklearn import discriminant_analysis as da
     from sklearn import ensemble, linear_model, neighbors, neural_network, svm
+    from sklearn.calibration import CalibratedClassifierCV
 
     name = config["estimator"]
     hp = {k.split("__", 1)[1]: v for k, v in config.items() if k.startswith(name + "__")}
@@ -243,7 +244,9 @@ def _estimator(config: dict[str, Any], task: str, seed: int):
                    early_stopping=True, max_iter=200, random_state=seed)
     if name == "kernel_svm":
         if classify:
-            return svm.SVC(C=hp["C"], gamma=hp["gamma"], probability=True, cache_size=500, random_state=seed)
+            # Platt-scaled probabilities from 3 internal folds (what SVC(probability=True) did, deprecated in 1.9)
+            return CalibratedClassifierCV(svm.SVC(C=hp["C"], gamma=hp["gamma"], cache_size=500), cv=3,
+                                          ensemble=False)
         return svm.SVR(C=hp["C"], gamma=hp["gamma"], epsilon=hp["epsilon"], cache_size=500)
     if name == "logreg":
         return linear_model.LogisticRegression(C=hp["C"], max_iter=1000)

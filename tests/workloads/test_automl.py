@@ -1,0 +1,235 @@
+"""workloads.automl: the CASH space, data cleaning, the evolutionary searcher, ensemble selection, real Tune
+searches with each searcher, and the CLI's answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workloads.automl import data, ensemble, space
+from workloads.automl.evolution import EvolutionSearch, _nsga2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- the space ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["wine", "diabetes"])
+def test_every_estimator_family_builds_fits_and_predicts(name):
+    dataset = data.load_dataset(name)
+    rng = np.random.default_rng(0)
+    families = space.space_choices(dataset.task, "estimator")
+    assert len(families) >= 8
+    for family in families:
+        config = space.sample(dataset.task, space.random_draw(rng),
+                              fixed={"imputer": "median", "scaler": "standard", "preprocessor": "none",
+                                     "estimator": family})
+        pipeline = space.build_pipeline(config, dataset.task, dataset.X.shape[1]).fit(dataset.X, dataset.y)
+        assert pipeline.predict(dataset.X).shape == dataset.y.shape
+        if dataset.task != "regression":
+            assert pipeline.predict_proba(dataset.X).shape == (len(dataset.y), 3)
+
+
+def test_one_definition_serves_random_tpe_and_evolution():
+    import optuna
+    from ray.tune.search.sample import Domain
+
+    for task in ("multiclass", "regression"):
+        # Optuna's define-by-run suggests exactly the active genes.
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):
+            trial = study.ask()
+            space.optuna_space(trial, task)
+            assert trial.params == space.prune(trial.params, task)
+            study.tell(trial, 0.0)
+        # Tune's random sampling draws every gene; pruning leaves a valid configuration.
+        domains = space.tune_domains(task)
+        assert all(isinstance(d, Domain) for d in domains.values())
+        drawn = {k: d.sample() for k, d in domains.items()}
+        pruned = space.prune(drawn, task)
+        assert set(pruned) < set(drawn) and pruned["estimator"] == drawn["estimator"]
+        space.build_pipeline(pruned, task, 5)
+        # Mutation and crossover stay inside the space and change something.
+        rng = np.random.default_rng(1)
+        a = space.sample(task, space.random_draw(rng))
+        b = space.sample(task, space.random_draw(rng))
+        for _ in range(30):
+            child = space.mutate(a, task, rng)
+            assert child != a and child == space.prune(child, task)
+            mixed = space.crossover(a, b, task, rng)
+            assert mixed == space.prune(mixed, task)
+            assert all(mixed[k] in (a.get(k), b.get(k)) for k in ("imputer", "scaler", "estimator"))
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_csv_cleaning_header_index_junk_nans_constants(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["id,note,a,b,const,label"]
+    for i in range(60):
+        a = "" if i % 7 == 0 else f"{rng.normal():.3f}"  # missing values
+        b = "oops" if i == 3 else f"{rng.normal():.3f}"  # a stray junk cell
+        rows.append(f"{i},text{i},{a},{b},1,{'yes' if i % 2 else 'no'}")
+    with_header = _write(tmp_path / "h.csv", "\n".join(rows) + "\n")
+    ds = data.load_dataset(str(with_header), target="label", task="auto")
+    assert ds.task == "binary" and ds.classes == ["no", "yes"]
+    assert ds.feature_names == ["id", "a", "b"]  # 'note' is non-numeric, 'const' is constant
+    assert np.isnan(ds.X).any()
+    assert any("non-numeric" in n for n in ds.notes) and any("constant" in n for n in ds.notes)
+    # Same data without a header, target by index from the end.
+    no_header = _write(tmp_path / "n.csv", "\n".join(rows[1:]) + "\n")
+    ds2 = data.load_dataset(str(no_header), target="-1", task="binary")
+    assert ds2.X.shape == ds.X.shape and (ds2.y == ds.y).all()
+
+
+def test_bad_data_is_refused_with_a_reason(tmp_path):
+    csv = _write(tmp_path / "r.csv", "x,y\n" + "".join(f"{i},{i * 1.37:.2f}\n" for i in range(50)))
+    with pytest.raises(data.DataError, match="continuous"):
+        data.load_dataset(str(csv), target="y", task="binary")
+    with pytest.raises(data.DataError, match="not found"):
+        data.load_dataset(str(csv), target="price", task="regression")
+    with pytest.raises(data.DataError, match="not found"):
+        data.load_dataset(str(tmp_path / "missing.csv"), target="y")
+    assert data.load_dataset(str(csv), target="y").task == "regression"
+
+
+def test_split_is_fixed_by_seed_and_stratified():
+    ds = data.load_dataset("breast_cancer")
+    train, test = data.split_data(ds.y, ds.task, seed=0)
+    again = data.split_data(ds.y, ds.task, seed=0)[1]
+    assert data.split_fingerprint(test) == data.split_fingerprint(again)
+    assert data.split_fingerprint(test) != data.split_fingerprint(data.split_data(ds.y, ds.task, seed=1)[1])
+    assert abs(ds.y[test].mean() - ds.y[train].mean()) < 0.02
+    assert not set(train) & set(test)
+
+
+# -- evolution ---------------------------------------------------------------------------------------------
+def _fitness(config: dict) -> float:
+    """A fake CV score: the estimator family sets the level, hyperparameters move it."""
+    level = {"hgb": 0.9, "rf": 0.85, "et": 0.8}.get(config["estimator"], 0.6)
+    leaves = config.get("hgb__max_leaf_nodes", 8) / 128  # best at the top of its range
+    return level + 0.05 * leaves + 0.01 * (config["imputer"] == "median")
+
+
+def test_evolution_evolves():
+    searcher = EvolutionSearch("binary", population_size=10, seed=0)
+    by_id = {}
+    best_survivor_per_generation = {}
+    for i in range(80):
+        trial_id = f"t{i}"
+        config = searcher.suggest(trial_id)
+        individual = searcher.pending[trial_id]
+        for parent in individual["parents"]:  # offspring differ from their parents
+            assert config != by_id[parent]
+        by_id[trial_id] = config
+        searcher.on_trial_complete(trial_id, {"cv_score": _fitness(config), "fit_time": 1.0})
+        if searcher.survivors:
+            best_survivor_per_generation[searcher.generation] = searcher.survivors[0]["score"]
+    assert searcher.generation >= 5  # generations advance
+    assert len(searcher.survivors) == 2  # top 20% of 10
+    assert len({json.dumps(c, sort_keys=True) for c in by_id.values()}) == len(by_id)  # nothing tried twice
+    bests = [best_survivor_per_generation[g] for g in sorted(best_survivor_per_generation)]
+    assert bests == sorted(bests)  # survivors carry over: the best never gets lost
+    assert bests[-1] > bests[0]  # and selection improves on generation 0
+    assert all(ind["parents"] for ind in searcher.history[10:])  # after generation 0 everything is bred from survivors
+
+
+def test_nsga2_keeps_the_pareto_front():
+    pool = [{"score": s, "fit_time": t, "trial_id": str(i)}
+            for i, (s, t) in enumerate([(0.9, 10.0), (0.8, 1.0), (0.85, 5.0), (0.7, 20.0), (0.6, 0.5)])]
+    chosen = {ind["trial_id"] for ind in _nsga2(pool, 3)}
+    assert "3" not in chosen  # dominated by (0.9, 10)
+    assert chosen <= {"0", "1", "2", "4"} and "0" in chosen
+
+
+# -- ensemble selection ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(5))
+def test_ensemble_never_worse_than_best_single(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=300)
+    truth = np.eye(3)[y]
+    predictions = [np.clip(truth + rng.normal(0, 0.6 + 0.1 * i, truth.shape), 0, None) for i in range(8)]
+    counts, score = ensemble.caruana(predictions, y, "multiclass", rounds=20)
+    best_single = max(ensemble.score_predictions(y, p, "multiclass") for p in predictions)
+    assert score >= best_single and counts.sum() >= 1
+    y_reg = rng.normal(size=200)
+    regressions = [y_reg + rng.normal(0, 1.0, 200) for _ in range(6)]
+    counts, score = ensemble.caruana(regressions, y_reg, "regression", rounds=20)
+    assert score >= max(ensemble.score_predictions(y_reg, p, "regression") for p in regressions)
+    assert counts.sum() > 1  # averaging independent errors helps here, so it must pick several
+
+
+# -- real Tune runs ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("searcher", ["random", "bayes", "evolution"])
+def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher):
+    from workloads.automl.search import AutoMLConfig, load_model, run
+
+    cfg = AutoMLConfig(data="breast_cancer", searcher=searcher, budget_s=12, cv_folds=3, population_size=6,
+                       out=str(tmp_path), json=str(tmp_path / "result.json"))
+    cfg.validate()
+    summary = run(cfg)
+    result = json.loads((tmp_path / "result.json").read_text())
+    for key in ("metric", "cv_score", "test_score", "n_trials", "budget_s", "best_pipeline", "ensemble"):
+        assert key in result
+    assert result["metric"] == "balanced_accuracy" and result["n_trials"] >= 4
+    assert summary["cv_score"] > 0.9 and summary["test_score"] > 0.85
+    assert summary["ensemble"]["oof_score"] >= summary["ensemble"]["best_single_oof_score"]
+    model = load_model(summary["files"]["model"])
+    ds = data.load_dataset("breast_cancer")
+    assert (model.predict(ds.X) == ds.y).mean() > 0.9
+    assert list(tmp_path.glob("tune/*/events.out.tfevents*"))  # TensorBoard logs per trial
+    assert (tmp_path / "anytime.png").stat().st_size > 0
+    if searcher == "evolution":
+        assert summary["evolution"]["generations"] >= 2
+        assert len(summary["evolution"]["survivors"]) == 2
+
+
+# -- the CLI -----------------------------------------------------------------------------------------------
+def _cli(*args: str, module: str = "workloads.automl") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "no/such.csv", "--target", "y"], "not found"),
+    (["--data", "{csv}", "--target", "price"], "target column 'price' not found"),
+    (["--data", "{csv}", "--target", "y", "--task", "binary"], "looks continuous"),
+    (["--data", "{junk}", "--target", "y"], "no usable numeric feature"),
+    (["--data", "wine", "--budget-s", "1"], "too small for one trial"),
+    (["--data", "wine", "--searcher", "grid"], "--searcher must be one of"),
+    (["--data", "wine", "--no-such-flag"], "unrecognized arguments"),
+    (["--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
+])
+def test_cli_rejects_bad_input_in_one_line(tmp_path, args, message):
+    csv = _write(tmp_path / "r.csv", "x,y\n" + "".join(f"{i},{i * 1.37:.2f}\n" for i in range(50)))
+    junk = _write(tmp_path / "j.csv", "name,y\n" + "".join(f"n{i},{i % 2}\n" for i in range(20)))
+    args = [a.format(csv=csv, junk=junk, tmp=tmp_path) for a in args]
+    proc = _cli(*args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr[-2000:]
+
+
+def test_cli_runs_a_messy_csv_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["f1,f2,junk,flat,target"]
+    for i in range(120):
+        f1, f2 = rng.normal(size=2)
+        cell = "" if i % 9 == 0 else f"{f1:.3f}"
+        lines.append(f"{cell},{f2:.3f},w{i},0,{int(f1 + f2 > 0)}")
+    csv = _write(tmp_path / "messy.csv", "\n".join(lines) + "\n")
+    proc = _cli("--data", str(csv), "--target", "target", "--task", "binary", "--searcher", "random",
+                "--budget-s", "8", "--cv-folds", "2", "--out", str(tmp_path / "run"), "--json",
+                str(tmp_path / "out.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["test_score"] > 0.7 and result["n_trials"] >= 2
+    assert any("constant" in n for n in result["data_notes"])
