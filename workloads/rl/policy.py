@@ -1,0 +1,64 @@
+"""Inference without a Ray cluster: `policy_from_checkpoint(dir)` -> `act(observation) -> action` on CPU torch.
+
+Accepts an Algorithm checkpoint (`<out>/checkpoint/`) or an RLModule folder (a league snapshot). The module is
+rebuilt with `RLModule.from_checkpoint`, which unpickles the module's class and constructor arguments: load
+only checkpoints you made yourself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workloads.rl.env import LEARNER, load_game
+
+MODULE_IN_ALGO = Path("learner_group") / "learner" / "rl_module" / LEARNER
+
+
+def module_dir(path) -> Path:
+    """The RLModule folder inside an Algorithm checkpoint, or `path` itself when it is a module folder."""
+    path = Path(path)
+    for candidate in (path, path / MODULE_IN_ALGO):
+        if (candidate / "class_and_ctor_args.pkl").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path} holds no RLModule checkpoint (expected {MODULE_IN_ALGO}/ or a module folder)")
+
+
+def load_module(path):
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(str(module_dir(path)))
+    module.eval()
+    return module
+
+
+def policy_from_checkpoint(path, deterministic: bool = True):
+    """A callable `act(obs) -> action` for one bizsim observation dict; `act.game` is the saved game config.
+
+    Deterministic by default (argmax of the masked logits / Q-values); flat actions come back as `int`,
+    factorised ones as an int64 array [WHAT, unit, rival].
+    """
+    from ray.rllib.core.columns import Columns
+
+    module = load_module(path)
+    game = load_game(path)
+    factorised = game.get("encoding") == "factorised"
+
+    def act(observation):
+        batch = {Columns.OBS: {k: torch.as_tensor(np.asarray(v))[None] for k, v in observation.items()}}
+        with torch.no_grad():
+            out = module.forward_inference(batch) if deterministic else module.forward_exploration(batch)
+        if Columns.ACTIONS in out:
+            action = out[Columns.ACTIONS][0]
+        else:
+            logits = out[Columns.ACTION_DIST_INPUTS]
+            dist = module.get_inference_action_dist_cls().from_logits(logits)
+            action = (dist.to_deterministic() if deterministic else dist).sample()[0]
+        action = action.cpu().numpy()
+        return action.astype(np.int64) if factorised else int(action)
+
+    act.game = game
+    act.module = module
+    return act

@@ -1,0 +1,393 @@
+"""Training on bizsim with RLlib's new API stack: config dataclass, AlgorithmConfig builder, loop, outputs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from workloads.common import UsageError, config_from_dict, field, write_json, write_summary
+
+ALGOS = ("ppo", "dqn")
+DEFAULT_CURRICULUM = "L1,L2,L3,L4"
+
+
+@dataclasses.dataclass
+class RLConfig:
+    """Train a firm in bizsim with RLlib (PPO or DQN) against scripted, scheduled or league opponents."""
+
+    algo: str = field("ppo", help="ppo or dqn")
+    num_env_runners: int = field(0, help="remote EnvRunner actors (0 = sample in the driver; fastest on 2 cores)")
+    num_envs_per_env_runner: int = field(16, help="vectorised bizsim copies per EnvRunner")
+    stop_iters: int = field(0, help="stop after this many training iterations (0 = no limit)")
+    stop_timesteps: int = field(300_000, help="stop after this many env steps sampled")
+    time_budget_s: float = field(0.0, help="stop after this many seconds of training (0 = no limit)")
+    complexity: int = field(1, help="bizsim complexity level 1..4")
+    mask: bool = field(True, help="action masks (off: all-ones masks, invalid actions become counted no-ops)")
+    shaping: float = field(0.1, help="weight of the dense net-worth term next to the sparse outcome (0 = sparse)")
+    encoding: str = field("flat", help="flat Discrete(N) or factorised MultiDiscrete (PPO only)")
+    opponents: str = field("L1,L2,L3", help="comma-separated opponent levels, import paths or snapshot folders")
+    eval_opponents: str = field("L1,L2,L3", help="opponents of the periodic evaluation (one per episode)")
+    curriculum: bool = field(False, help="stages L0, then each of --opponents, a mixed pool, then league "
+                                         "snapshots, advancing when the evaluation win rate crosses the threshold")
+    curriculum_threshold: float = field(0.8, help="evaluation win rate that moves the curriculum on")
+    nonstationary: bool = field(False, help="cycle the training opponents through --opponents and their pool "
+                                            "every --switch-every iterations")
+    switch_every: int = field(10, help="iterations between opponent switches in --nonstationary mode")
+    learner_seats: int = field(1, help="seats the learner plays in each game (more = self-play seats)")
+    eval_interval: int = field(5, help="evaluate every this many iterations (0 = only at the end)")
+    eval_episodes: int = field(30, help="episodes per evaluation")
+    checkpoint_every: int = field(10, help="save <out>/checkpoint every this many iterations")
+    lr: float = field(0.0, help="learning rate (0 = the algorithm's tuned default here)")
+    train_batch_size: int = field(0, help="train batch per learner (0 = tuned default)")
+    minibatch_size: int = field(0, help="PPO minibatch (0 = tuned default)")
+    num_epochs: int = field(0, help="PPO epochs per batch (0 = tuned default)")
+    rollout_fragment_length: int = field(0, help="env steps per sub-env per sample call (0 = auto)")
+    as_test: bool = field(False, help="exit 1 unless the final evaluation win rate reaches --target-win-rate")
+    target_win_rate: float = field(0.8, help="success criterion for --as-test")
+    smoke_test: bool = field(False, help="a tiny run (~1 minute on 2 CPUs) that exercises every output")
+    out: str = field("", help="output folder (default runs/rl/<timestamp>/)")
+    resume: bool = field(False, help="continue the run in --out from <out>/checkpoint (saved settings; stop "
+                                     "criteria from this command)")
+    seed: int = field(0, help="random seed")
+    num_gpus: int = field(0, help="GPUs for the learner (0 = CPU)")
+
+    def validate(self):
+        from envs.bizsim.opponents import NAMED
+
+        if self.algo not in ALGOS:
+            raise UsageError(f"--algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.encoding not in ("flat", "factorised"):
+            raise UsageError(f"--encoding must be flat or factorised, got {self.encoding!r}")
+        if self.encoding == "factorised" and self.algo == "dqn":
+            raise UsageError("--encoding factorised needs --algo ppo (RLlib's DQN handles Discrete actions only)")
+        if self.complexity not in (1, 2, 3, 4):
+            raise UsageError(f"--complexity must be 1..4, got {self.complexity}")
+        if self.curriculum and self.nonstationary:
+            raise UsageError("choose one of --curriculum and --nonstationary")
+        if self.resume and not self.out:
+            raise UsageError("--resume needs --out pointing at the run to continue")
+        for flag in ("opponents", "eval_opponents"):
+            for spec in [s.strip() for s in getattr(self, flag).split(",") if s.strip()] or [""]:
+                if spec in NAMED or Path(spec).is_dir():
+                    continue
+                module, _, name = spec.partition(":")
+                if not (module and name):
+                    raise UsageError(f"--{flag.replace('_', '-')}: unknown opponent {spec!r}; use one of "
+                                     f"{', '.join(sorted(NAMED))}, 'package.module:ClassName' or a snapshot folder")
+                import importlib
+
+                try:
+                    getattr(importlib.import_module(module), name)
+                except (ImportError, AttributeError) as exc:
+                    raise UsageError(f"--{flag.replace('_', '-')}: cannot import opponent {spec!r}: {exc}") from None
+        for name in ("stop_timesteps", "eval_episodes", "num_envs_per_env_runner", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+
+    def smoke(self) -> "RLConfig":
+        """The --smoke-test sizes: a few small iterations with one evaluation and a checkpoint."""
+        return dataclasses.replace(self, stop_iters=min(self.stop_iters or 3, 3), stop_timesteps=min(
+            self.stop_timesteps, 3000), eval_interval=2, eval_episodes=4, num_envs_per_env_runner=4,
+            train_batch_size=self.train_batch_size or 800, minibatch_size=self.minibatch_size or 200,
+            num_epochs=self.num_epochs or 2, checkpoint_every=2)
+
+
+def specs(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def schedule_for(cfg: RLConfig, run_dir: Path) -> dict:
+    """The opponent schedule handed to the callbacks (see workloads.rl.callbacks)."""
+    levels = specs(cfg.opponents)
+    pool = {s: 1.0 for s in levels}
+    if cfg.curriculum:
+        stages = [{"L0": 1.0}] + [{s: 1.0} for s in levels] + ([pool] if len(levels) > 1 else []) + ["league"]
+        return {"mode": "curriculum", "stages": stages, "threshold": cfg.curriculum_threshold, "league_size": 4,
+                "run_dir": str(run_dir)}
+    if cfg.nonstationary:
+        stages = [{s: 1.0} for s in levels] + [pool]
+        return {"mode": "nonstationary", "stages": stages, "every": cfg.switch_every, "run_dir": str(run_dir)}
+    return {"mode": "fixed"}
+
+
+def build_algo_config(cfg: RLConfig, run_dir: Path):
+    """The RLlib AlgorithmConfig for `cfg`: masked modules, multi-agent mapping, tuned sampling sizes."""
+    from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from envs.bizsim import BizSimEnv
+    from workloads.rl.callbacks import BizSimCallbacks
+    from workloads.rl.env import LEARNER, BizSimMultiAgentEnv, game_config
+    from workloads.rl.modules import MaskedDQNTorchRLModule, MaskedPPOTorchRLModule
+
+    game = game_config(complexity=cfg.complexity, encoding=cfg.encoding, mask=cfg.mask, shaping=cfg.shaping)
+    schedule = schedule_for(cfg, run_dir)
+    opponents = {s: 1.0 for s in specs(cfg.opponents)}
+    if schedule["mode"] != "fixed":
+        opponents = schedule["stages"][0]
+    env_config = {"game": game, "opponents": opponents, "learner_seats": cfg.learner_seats, "seed": cfg.seed,
+                  "schedule": schedule}
+    model_config = {"fcnet_hiddens": [128, 128], "fcnet_activation": "tanh" if cfg.algo == "ppo" else "relu",
+                    "vf_share_layers": False}
+    if cfg.encoding == "factorised":
+        space = BizSimEnv(**game).action_space("firm_0")
+        model_config["factorised"] = {"unit_row": space.unit_row.tolist(), "target_row": space.target_row.tolist(),
+                                      "n_unit_rows": space.n_unit_rows, "n_target_rows": space.n_target_rows}
+    module_class = MaskedPPOTorchRLModule if cfg.algo == "ppo" else MaskedDQNTorchRLModule
+    fragment = cfg.rollout_fragment_length or "auto"
+    if cfg.algo == "ppo":
+        config = PPOConfig().training(
+            lr=cfg.lr or 3e-4, train_batch_size_per_learner=cfg.train_batch_size or 4096,
+            minibatch_size=cfg.minibatch_size or 1024, num_epochs=cfg.num_epochs or 4, gamma=0.995, lambda_=0.95,
+            entropy_coeff=0.01, vf_loss_coeff=0.5, clip_param=0.2, vf_clip_param=10.0)
+    else:
+        batch = cfg.train_batch_size or 256
+        config = DQNConfig().training(
+            lr=cfg.lr or 5e-4, train_batch_size_per_learner=batch, gamma=0.995, n_step=3, double_q=True,
+            dueling=True, target_network_update_freq=2000, num_steps_sampled_before_learning_starts=2000,
+            epsilon=[(0, 1.0), (max(10_000, cfg.stop_timesteps // 4), 0.05)],
+            replay_buffer_config={"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "capacity": 100_000,
+                                  "alpha": 0.6, "beta": 0.4})
+        if fragment == "auto":
+            fragment = max(1, batch // cfg.num_envs_per_env_runner)   # replay ratio ~1: each sample trained once
+    config = (
+        config.environment(env=BizSimMultiAgentEnv, env_config=env_config, disable_env_checking=True)
+        .framework("torch")
+        .env_runners(num_env_runners=cfg.num_env_runners, num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+                     rollout_fragment_length=fragment, num_cpus_per_env_runner=1)
+        .learners(num_learners=0, num_gpus_per_learner=1 if cfg.num_gpus > 0 else 0)
+        .multi_agent(policies={LEARNER}, policy_mapping_fn=_to_learner, policies_to_train=[LEARNER])
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
+            LEARNER: RLModuleSpec(module_class=module_class, model_config=model_config)}))
+        .callbacks(BizSimCallbacks)
+        .evaluation(evaluation_interval=cfg.eval_interval or None, evaluation_duration=cfg.eval_episodes,
+                    evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
+                    evaluation_config={"explore": False, "num_envs_per_env_runner": 1, "env_config": {
+                        **env_config, "seed": cfg.seed + 10_000,
+                        "opponents": {s: 1.0 for s in specs(cfg.eval_opponents)}}})
+        .reporting(metrics_num_episodes_for_smoothing=200)
+        .debugging(seed=cfg.seed, log_level="ERROR")
+    )
+    return config
+
+
+def _to_learner(agent_id, episode=None, **kwargs):
+    return "learner"
+
+
+def metrics_row(result: dict) -> dict:
+    """The figures we plot and log from one RLlib result dict."""
+    runners = result.get("env_runners", {})
+    ev = result.get("evaluation", {}).get("env_runners", {})
+    row = {
+        "iteration": result.get("training_iteration"),
+        "env_steps": runners.get("num_env_steps_sampled_lifetime", 0),
+        "time_s": result.get("time_total_s", 0.0),
+        "episode_return": runners.get("episode_return_mean"),
+        "episode_len": runners.get("episode_len_mean"),
+        "win_rate": runners.get("win_rate"),
+        "invalid_rate": runners.get("invalid_rate"),
+    }
+    throughput = runners.get("num_env_steps_sampled_lifetime_throughput")
+    if isinstance(throughput, dict):
+        row["sample_steps_per_s"] = throughput.get("throughput_since_last_reduce")
+    if ev:
+        row["eval_win_rate"] = ev.get("win_rate")
+        row["eval_invalid_rate"] = ev.get("invalid_rate")
+        for opponent, value in (ev.get("win_rate_vs") or {}).items():
+            row[f"eval_win_rate_vs/{opponent}"] = value
+    if "schedule" in result:
+        row["stage"] = result["schedule"]["stage"]
+        row["stage_mix"] = result["schedule"]["mix"]
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "stage_mix" else v)
+            for k, v in row.items() if v is not None}
+
+
+def save_checkpoint(algo, run_dir: Path, game: dict) -> Path:
+    """Save to a fresh folder, then swap it in: `<out>/checkpoint/` is never half written."""
+    from workloads.rl.env import save_game
+
+    final = run_dir / "checkpoint"
+    tmp = run_dir / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp))
+    save_game(tmp, game)
+    old = run_dir / "checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def iterate(cfg: RLConfig, run_dir: Path):
+    """Build (or restore) the Algorithm and yield one metrics row per training iteration; saves checkpoints.
+
+    Yields (algo, row). The caller decides when to stop; the final checkpoint is written by `finish`.
+    """
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint"
+    config = build_algo_config(cfg, run_dir)
+    if cfg.resume:
+        if not (checkpoint / "algorithm_state.pkl").is_file() and not any(checkpoint.glob("algorithm_state*")):
+            raise UsageError(f"--resume: no checkpoint in {checkpoint}")
+        algo = Algorithm.from_checkpoint(str(checkpoint))
+    else:
+        algo = config.build_algo()
+    game = config.env_config["game"]
+    try:
+        while True:
+            result = algo.train()
+            row = metrics_row(result)
+            if cfg.checkpoint_every and algo.iteration % cfg.checkpoint_every == 0:
+                save_checkpoint(algo, run_dir, game)
+            yield algo, row
+    finally:
+        algo.stop()
+
+
+def should_stop(cfg: RLConfig, row: dict, started: float) -> bool:
+    return ((cfg.stop_iters and row["iteration"] >= cfg.stop_iters) or row["env_steps"] >= cfg.stop_timesteps
+            or (cfg.time_budget_s and time.time() - started >= cfg.time_budget_s))
+
+
+def final_evaluation(algo, cfg: RLConfig) -> dict:
+    """One more evaluation round (deterministic policy, --eval-opponents) after training."""
+    result = algo.evaluate()
+    return metrics_row({"evaluation": result, "training_iteration": algo.iteration})
+
+
+def load_saved_config(run_dir: Path, cfg: RLConfig) -> RLConfig:
+    """The settings of the run being resumed, with this command's stop criteria and resume flag."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"--resume: {path} not found")
+    saved = config_from_dict(RLConfig, json.loads(path.read_text()))
+    return dataclasses.replace(saved, resume=True, out=cfg.out, stop_iters=cfg.stop_iters,
+                               stop_timesteps=cfg.stop_timesteps, time_budget_s=cfg.time_budget_s)
+
+
+class Logger:
+    """progress.csv + TensorBoard scalars grouped by kind (charts/, eval/, schedule/), CleanRL style."""
+
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / "progress.jsonl"
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.rows = []
+        if self.path.is_file():
+            self.rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def log(self, row: dict):
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        step = int(row["env_steps"])
+        for key, value in row.items():
+            if isinstance(value, float) and key not in ("iteration", "env_steps"):
+                group = "eval" if key.startswith("eval_") else "schedule" if key == "stage" else "charts"
+                self.writer.add_scalar(f"{group}/{key}", value, step)
+        self.writer.flush()
+
+    def write_csv(self, run_dir: Path):
+        keys = sorted({k for r in self.rows for k in r})
+        with (run_dir / "progress.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+
+    def close(self):
+        self.writer.close()
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
+    """Learning curves against env steps: training win rate, evaluation win rates, return, invalid-action rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["env_steps"] for r in rows]
+
+    def series(key):
+        pts = [(r["env_steps"], r[key]) for r in rows if key in r]
+        return zip(*pts) if pts else ((), ())
+
+    for key in ["win_rate", "eval_win_rate"] + sorted({k for r in rows for k in r if k.startswith("eval_win_rate_vs")}):
+        x, y = series(key)
+        axes[0].plot(x, y, marker="." if key.startswith("eval") else None, label=key.replace("eval_win_rate_vs/", "eval vs "))
+    axes[0].set(title="win rate", xlabel="env steps", ylim=(-0.02, 1.02))
+    axes[0].legend(fontsize=7)
+    x, y = series("episode_return")
+    axes[1].plot(x, y)
+    axes[1].set(title="episode return (shaped)", xlabel="env steps")
+    x, y = series("invalid_rate")
+    axes[2].plot(x, y)
+    axes[2].set(title="invalid-action rate", xlabel="env steps")
+    if steps and any("stage" in r for r in rows):
+        for r0, r1 in zip(rows, rows[1:]):
+            if r1.get("stage") != r0.get("stage"):
+                axes[0].axvline(r1["env_steps"], color="grey", lw=0.5)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(cfg: RLConfig, run_dir: Path) -> dict:
+    """Train until a stop criterion, evaluate, checkpoint, plot; returns the summary written to summary.json."""
+    from tqdm import tqdm
+
+    if cfg.resume:
+        cfg = load_saved_config(run_dir, cfg)
+    elif cfg.smoke_test:
+        cfg = cfg.smoke()
+    write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+    logger = Logger(run_dir)
+    started = time.time()
+    row, final = {}, {}
+    progress = tqdm(total=cfg.stop_timesteps, unit="step", desc=f"{cfg.algo} bizsim", mininterval=5)
+    gen = iterate(cfg, run_dir)
+    try:
+        for algo, row in gen:
+            logger.log(row)
+            progress.n = int(min(row["env_steps"], cfg.stop_timesteps))
+            progress.set_postfix({k: round(row[k], 3) for k in ("win_rate", "eval_win_rate") if k in row})
+            if should_stop(cfg, row, started):
+                final = final_evaluation(algo, cfg)
+                logger.log({**final, "env_steps": row["env_steps"], "iteration": row["iteration"]})
+                checkpoint = save_checkpoint(algo, run_dir, algo.config.env_config["game"])
+                break
+    finally:
+        gen.close()
+        progress.close()
+        logger.close()
+    wall = time.time() - started
+    logger.write_csv(run_dir)
+    plot = plot_curves(logger.rows, run_dir / "learning_curves.png",
+                       f"{cfg.algo.upper()} bizsim c{cfg.complexity} {cfg.encoding} mask={cfg.mask} shaping={cfg.shaping}")
+    train_rows = [r for r in logger.rows if "win_rate" in r]
+    summary = {
+        "workload": "rl", "config": dataclasses.asdict(cfg), "checkpoint": str(checkpoint),
+        "iterations": int(row.get("iteration", 0)), "env_steps": int(row.get("env_steps", 0)),
+        "wall_s": round(wall, 1), "env_steps_per_s": round(row.get("env_steps", 0) / max(wall, 1e-9), 1),
+        "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None,
+        "final_eval": final, "plots": [str(plot)], "tensorboard": str(run_dir / "tensorboard"),
+    }
+    if cfg.as_test:
+        summary["as_test_passed"] = bool(final.get("eval_win_rate", 0.0) >= cfg.target_win_rate)
+    write_summary(run_dir, summary)
+    return summary
