@@ -226,9 +226,8 @@ class BizSimEnv(ParallelEnv):
         P, U, Rn, PM = lo.P, lo.U, lo.R, lo.P * lo.M
         self.agents = list(self.possible_agents)
         self.t = 0
-        self.S = S = np.zeros((F, self._width))
-        for name, (a, b) in self._cols.items():          # named views into S
-            setattr(self, name, S[:, a] if b - a == 1 and name in ("cash", "nw", "alive", "nfac") else S[:, a:b])
+        self.S = np.zeros((F, self._width))
+        self._bind_views()
         self.cash[:] = R.CASH0
         self.built[:, 0] = 1.0
         self.sprod[:, 0] = 1.0                          # product + 1 (0 = empty slot)
@@ -259,6 +258,7 @@ class BizSimEnv(ParallelEnv):
         self.dropout = np.full(F, -1)
         self.final_score = np.zeros(F)
         need = np.tile(self._need_base, (F, 1))
+        need[:, 0] = -np.inf                              # the no-op is always allowed
         need[:, self._produce_a] = self.uc
         need[:, self._upgrade_a] = R.UPGRADE_COST + R.RESERVE
         need[:, self._research_a] = R.RESEARCH_COST + R.RESERVE
@@ -270,10 +270,23 @@ class BizSimEnv(ParallelEnv):
         self._dyn = np.ones((F, 1 + 2 * P), bool)       # always | idle factory of p | goods of p in stock
         self.demand = self._draw_demand()
         self.nw[:] = self.cash + self.book
-        self.stocked = self.inv > 0
         self._finish_step()
         infos = {a: {"reward_terms": dict.fromkeys(R.REWARD_TERMS, 0.0), "invalid_action": 0} for a in self.agents}
         return dict(zip(self.agents, self._observe())), infos
+
+    def _bind_views(self):
+        """Named views into S (cash, inv, brand, ...): writing through them updates the observation matrix."""
+        for name, (a, b) in self._cols.items():
+            setattr(self, name, self.S[:, a] if name in ("cash", "nw", "alive", "nfac") else self.S[:, a:b])
+
+    def __getstate__(self):
+        # copies and pickles must rebuild the views into their own S, not carry detached arrays
+        return {k: v for k, v in self.__dict__.items() if k not in self._cols}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "S" in state:
+            self._bind_views()
 
     def _draw_demand(self):
         """Demand per product-market this step: market size times noise drawn for the whole episode at reset."""
@@ -289,7 +302,7 @@ class BizSimEnv(ParallelEnv):
         idle = self.busy == 0                            # empty slots are never of a product, so need no check
         dyn = self._dyn
         np.logical_or.reduce(self.of_product & idle[:, None, :], 2, out=dyn[:, 1:1 + self.layout.P])
-        self.stocked = np.greater(self.inv, 0, out=dyn[:, 1 + self.layout.P:])
+        np.greater(self.inv, 0, out=dyn[:, 1 + self.layout.P:])
         mask = dyn[:, self._didx]
         mask &= self.cash[:, None] >= self.need
         self._flat_mask = mask.view(np.int8)
