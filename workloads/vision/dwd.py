@@ -1,0 +1,156 @@
+"""The Deep Watershed Detector (section 5 of the paper): pixel-wise class, energy and box-size heads.
+
+Region-proposal detectors struggle with pages of hundreds of tiny symbols, so the DWD predicts, for every
+pixel, the class of the symbol it belongs to, a quantised "energy" (how central the pixel is to its symbol)
+and the symbol's box size. Detections are read off the energy map: per class, the connected regions of high
+energy are the symbols' cores; each core gives one box centred on it with the predicted size.
+
+Training on the sum of the three losses was unstable in the paper, hence `STAGES`: each head on its own, the
+energy head fine-tuned alone, then all heads on the sum of the losses, each divided by its running mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from workloads.vision.fcn import FCN, OUT_STRIDE, to_input
+
+ENERGY_LEVELS = 6
+MIN_RADIUS = 1.0  # output pixels: a 1.5 px stem still gets a centre pixel at the top energy level
+# (head trained, share of the steps); "all" is the sum of the losses normalised by their running means.
+STAGES = (("cls", 0.15), ("energy", 0.15), ("box", 0.1), ("energy", 0.1), ("all", 0.5))
+
+
+def build_model(n_classes: int, widths=(16, 32, 64, 96)) -> FCN:
+    """Class head: background + n_classes; energy head: ENERGY_LEVELS; box head: log(width), log(height) in px."""
+    return FCN({"cls": n_classes + 1, "energy": ENERGY_LEVELS, "box": 2}, widths)
+
+
+def targets(boxes, label_ids, height: int, width: int) -> dict[str, np.ndarray]:
+    """Pixel targets at the output stride: class id (0 = background), energy level, log box size.
+
+    Energy falls from the box centre to its border (elliptic distance, quantised); where symbols overlap, the
+    more central one wins, and on a tie the smaller one (drawn later), so every symbol keeps its core.
+    """
+    s = OUT_STRIDE
+    H, W = -(-height // s), -(-width // s)
+    cls = np.zeros((H, W), np.int16)
+    energy = np.zeros((H, W), np.uint8)
+    size = np.zeros((2, H, W), np.float16)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in np.argsort(-areas, kind="stable"):
+        x0, y0, x1, y1 = boxes[i] / s
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        rx, ry = max((x1 - x0) / 2, MIN_RADIUS), max((y1 - y0) / 2, MIN_RADIUS)
+        xa, xb = max(0, int(math.floor(cx - rx))), min(W, int(math.ceil(cx + rx)) + 1)
+        ya, yb = max(0, int(math.floor(cy - ry))), min(H, int(math.ceil(cy + ry)) + 1)
+        if xa >= xb or ya >= yb:
+            continue
+        gx = (np.arange(xa, xb) + 0.5 - cx) / rx
+        gy = (np.arange(ya, yb) + 0.5 - cy) / ry
+        e = 1.0 - np.sqrt(gy[:, None] ** 2 + gx[None, :] ** 2)
+        level = np.clip(np.ceil(e * (ENERGY_LEVELS - 1)), 0, ENERGY_LEVELS - 1).astype(np.uint8)
+        win = (slice(ya, yb), slice(xa, xb))
+        take = (level > 0) & (level >= energy[win])
+        cls[win][take] = label_ids[i] + 1
+        energy[win][take] = level[take]
+        bw, bh = max(boxes[i, 2] - boxes[i, 0], 1.0), max(boxes[i, 3] - boxes[i, 1], 1.0)
+        size[0][win][take] = math.log(bw)
+        size[1][win][take] = math.log(bh)
+    return dict(cls=cls, energy=energy, size=size)
+
+
+def losses(out: dict[str, torch.Tensor], cls: torch.Tensor, energy: torch.Tensor, size: torch.Tensor) -> dict:
+    """The three losses: class and energy cross-entropy over all pixels, box size smooth-L1 on symbol pixels."""
+    fg = energy > 0
+    box = F.smooth_l1_loss(out["box"].permute(0, 2, 3, 1)[fg], size.permute(0, 2, 3, 1)[fg]) if fg.any() \
+        else out["box"].sum() * 0
+    return dict(cls=F.cross_entropy(out["cls"], cls), energy=F.cross_entropy(out["energy"], energy), box=box)
+
+
+class StagedLoss:
+    """The paper's schedule: which loss a step optimises; 'all' divides each loss by its running mean."""
+
+    def __init__(self, total_steps: int, stages=STAGES, momentum: float = 0.98):
+        bounds, acc = [], 0.0
+        for head, share in stages:
+            acc += share
+            bounds.append((round(acc / sum(s for _, s in stages) * total_steps), head))
+        self.bounds, self.momentum = bounds, momentum
+        self.running: dict[str, float] = {}
+
+    def stage(self, step: int) -> str:
+        return next((head for end, head in self.bounds if step < end), self.bounds[-1][1])
+
+    def __call__(self, step: int, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        for name, value in parts.items():
+            v = float(value.detach())
+            self.running[name] = v if name not in self.running else \
+                self.momentum * self.running[name] + (1 - self.momentum) * v
+        head = self.stage(step)
+        if head != "all":
+            return parts[head]
+        return sum(value / max(self.running[name], 1e-6) for name, value in parts.items())
+
+
+def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[int, int]],
+           min_level: int = ENERGY_LEVELS // 2, min_score: float = 0.05) -> list[list[dict]]:
+    """Read symbols off the energy maps: per class, each connected region of energy >= `min_level` is one
+    symbol; its box is centred on the region, sized by the box head (mean log size over the region), and its
+    score is the mean class probability there."""
+    s = OUT_STRIDE
+    logits = out["cls"].float()
+    top, cls_maps = logits.max(1)
+    conf = torch.exp(top - torch.logsumexp(logits, 1)).cpu().numpy()  # probability of the winning class
+    cls_maps = cls_maps.cpu().numpy()
+    energy = out["energy"].argmax(1).cpu().numpy()
+    logsize = out["box"].float().cpu().numpy().astype(np.float64)
+    results = []
+    for n, (h, w) in enumerate(shapes):
+        H, W = -(-h // s), -(-w // s)
+        cls_map = cls_maps[n, :H, :W]
+        core = (energy[n, :H, :W] >= min_level) & (cls_map > 0)
+        dets = []
+        for c in np.unique(cls_map[core]):
+            ys, xs = np.nonzero(core & (cls_map == c))
+            ya, xa = ys.min(), xs.min()  # work in the window that holds this class
+            mask = np.zeros((ys.max() - ya + 1, xs.max() - xa + 1), np.uint8)
+            mask[ys - ya, xs - xa] = 1
+            count, labels = cv2.connectedComponents(mask, connectivity=4)
+            comp = labels[ys - ya, xs - xa]
+            area = np.bincount(comp, minlength=count)[1:]
+            mean = lambda v: np.bincount(comp, weights=v, minlength=count)[1:] / area  # noqa: E731
+            scores = mean(conf[n, ys, xs])
+            cx, cy = (mean(xs.astype(np.float64)) + 0.5) * s, (mean(ys.astype(np.float64)) + 0.5) * s
+            bw, bh = np.exp(mean(logsize[n, 0, ys, xs])), np.exp(mean(logsize[n, 1, ys, xs]))
+            for k in np.flatnonzero(scores >= min_score):
+                x0, y0 = max(0.0, cx[k] - bw[k] / 2), max(0.0, cy[k] - bh[k] / 2)
+                x1, y1 = min(w - 1.0, cx[k] + bw[k] / 2), min(h - 1.0, cy[k] + bh[k] / 2)
+                dets.append(dict(label=classes[c - 1], score=round(float(scores[k]), 4),
+                                 box=[round(float(x0), 1), round(float(y0), 1), round(float(x1), 1),
+                                      round(float(y1), 1)]))
+        results.append(dets)
+    return results
+
+
+@torch.no_grad()
+def detect(model: FCN, classes: list[str], pages: list[np.ndarray], device="cpu", **kwargs) -> list[list[dict]]:
+    """Symbols (label, score, box) on each gray page."""
+    model.eval()
+    out = model(to_input(pages, device))
+    return decode(out, classes, [p.shape for p in pages], **kwargs)
+
+
+def load(files: dict[str, bytes], meta: dict) -> FCN:
+    """A detector from registry files; weights only (no pickled code)."""
+    from workloads.vision.common import torch_state
+
+    model = build_model(len(meta["classes"]), tuple(meta.get("widths", (16, 32, 64, 96))))
+    model.load_state_dict(torch_state(files["weights.pt"]))
+    return model.eval()

@@ -1,0 +1,177 @@
+"""Training as Ray jobs: page rows (Ray Data) -> pixel targets (map_batches) -> Ray Train's TorchTrainer.
+
+The page rows (PNG bytes, small) are materialised once; every pass re-runs the cheap decode-and-target step
+in Ray Data tasks while the Train worker cuts seeded random crops and takes optimiser steps. On CPU one worker
+uses one CPU for the model and leaves the other to Ray Data; `--num-gpus` moves the worker to a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from workloads.vision import dwd, news
+from workloads.vision.common import png_gray
+from workloads.vision.fcn import OUT_STRIDE
+
+
+# ------------------------------------------------------------------ Ray Data: page rows -> pixel targets
+def omr_targets(batch: dict, classes: list[str]) -> dict:
+    """Decoded page and its DWD targets (class, energy, log box size at the output stride)."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = {"image": [], "cls": [], "energy": [], "size": []}
+    for png, boxes, labels in zip(batch["image"], batch["boxes"], batch["labels"]):
+        img = png_gray(png)
+        t = dwd.targets([list(b) for b in boxes], [index[label] for label in labels], *img.shape)
+        out["image"].append(img)
+        for key in ("cls", "energy", "size"):
+            out[key].append(t[key])
+    return {k: np.stack(v) if len({a.shape for a in v}) == 1 else v for k, v in out.items()}
+
+
+def news_targets(batch: dict) -> dict:
+    """Half-size page and its segmentation target (background / interior / border)."""
+    from workloads.pages.news import rle_to_mask
+
+    images, segs = [], []
+    for png, rle, h, w in zip(batch["image"], batch["mask_rle"], batch["height"], batch["width"]):
+        img = news.prepare(png_gray(png))
+        images.append(img)
+        segs.append(news.seg_target(rle_to_mask(rle, int(h), int(w)), img.shape).astype(np.int8))
+    return {"image": np.stack(images), "seg": np.stack(segs)} if len({i.shape for i in images}) == 1 \
+        else {"image": images, "seg": segs}
+
+
+def news_features(batch: dict) -> dict:
+    return {"features": np.stack([news.page_features(png_gray(p)) for p in batch["image"]]),
+            "is_article": np.asarray(batch["is_article"], bool)}
+
+
+# --------------------------------------------------------------------------------- Train worker side
+def crop(rng: np.random.Generator, page: dict, size: int) -> dict:
+    """A random `size` px crop of a page and the matching window of every target map (white / 0 padding)."""
+    img = page["image"]
+    h, w = img.shape
+    s = OUT_STRIDE
+    y = int(rng.integers(0, max(1, h - size + 1))) // s * s
+    x = int(rng.integers(0, max(1, w - size + 1))) // s * s
+    out = {"image": np.full((size, size), 255, np.uint8)}
+    part = img[y:y + size, x:x + size]
+    out["image"][:part.shape[0], :part.shape[1]] = part
+    for key, value in page.items():
+        if key == "image":
+            continue
+        win = value[..., y // s:(y + size) // s, x // s:(x + size) // s]
+        padded = np.zeros(value.shape[:-2] + (size // s, size // s), value.dtype)
+        padded[..., :win.shape[-2], :win.shape[-1]] = win
+        out[key] = padded
+    return out
+
+
+def _pages(batch: dict):
+    n = len(batch["image"])
+    for i in range(n):
+        yield {k: np.asarray(v[i]) for k, v in batch.items()}
+
+
+def train_loop(config: dict) -> None:
+    """Per-worker loop: seeded crops of streamed pages, Adam, the staged DWD schedule or the segmentation loss."""
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(config["seed"] + rank)
+    torch.set_num_threads(config["threads"])
+    rng = np.random.default_rng([config["seed"], rank])
+    task, steps = config["task"], config["steps"]
+    model = dwd.build_model(len(config["classes"])) if task == "omr" else news.build_model()
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config["lr"], total_steps=steps, pct_start=0.05)
+    staged = dwd.StagedLoss(steps) if task == "omr" else None
+    writer = SummaryWriter(config["tb_dir"]) if rank == 0 and config.get("tb_dir") else None
+    shard = ray.train.get_dataset_shard("train")
+    history, step, t0, pool = [], 0, time.perf_counter(), []
+    while step < steps:
+        for batch in shard.iter_batches(batch_size=config["pages_per_batch"], batch_format="numpy",
+                                        prefetch_batches=1):
+            pool = [crop(rng, page, config["crop"]) for page in _pages(batch)
+                    for _ in range(config["crops_per_page"])]
+            rng.shuffle(pool)
+            for i in range(0, len(pool) - config["batch_size"] + 1, config["batch_size"]):
+                if step >= steps:
+                    break
+                chunk = pool[i:i + config["batch_size"]]
+                x = torch.from_numpy(1.0 - np.stack([c["image"] for c in chunk])[:, None].astype(np.float32)
+                                     / 255.0).to(device)
+                out = model(x)
+                if task == "omr":
+                    parts = dwd.losses(out, *(torch.from_numpy(np.stack([c[k] for c in chunk]).astype(dt)).to(device)
+                                              for k, dt in (("cls", np.int64), ("energy", np.int64),
+                                                            ("size", np.float32))))
+                    loss = staged(step, parts)
+                    logged = {f"loss/{k}": float(v) for k, v in parts.items()}
+                    logged["stage"] = staged.stage(step)
+                else:
+                    target = torch.from_numpy(np.stack([c["seg"] for c in chunk]).astype(np.int64)).to(device)
+                    loss = news.seg_loss(out, target)
+                    logged = {"loss/seg": float(loss)}
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                sched.step()
+                step += 1
+                if writer:
+                    for k, v in logged.items():
+                        if k.startswith("loss/"):
+                            writer.add_scalar(k, v, step)
+                history.append(dict(step=step, seconds=round(time.perf_counter() - t0, 2),
+                                    **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in logged.items()}))
+                if step % config["log_every"] == 0:
+                    print(f"step {step}/{steps} {logged} {time.perf_counter() - t0:.0f}s", flush=True)
+            if step >= steps:
+                break
+    if writer:
+        writer.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            state = (model.module if hasattr(model, "module") else model).state_dict()
+            torch.save(state, os.path.join(tmp, "weights.pt"))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({"steps": step, "seconds": round(time.perf_counter() - t0, 2), "history": history},
+                         checkpoint=checkpoint)
+
+
+def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None = None) -> tuple[dict, dict]:
+    """Run the TorchTrainer; returns (state dict, final metrics incl. the loss history)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from workloads.vision.common import torch_state
+
+    use_gpu = cfg.num_gpus > 0
+    per_worker = {"CPU": 1}
+    if use_gpu:
+        per_worker["GPU"] = cfg.num_gpus / cfg.workers
+    config = dict(task=task, steps=cfg.steps, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size,
+                  crop=cfg.crop, crops_per_page=cfg.crops_per_page, pages_per_batch=cfg.pages_per_batch,
+                  threads=cfg.threads, log_every=max(1, cfg.steps // 20), classes=classes or [],
+                  tb_dir=str(out_dir / "tensorboard" / name))
+    trainer = TorchTrainer(train_loop, train_loop_config=config, datasets={"train": train_ds},
+                           scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
+                                                        resources_per_worker=per_worker),
+                           run_config=RunConfig(name=name, storage_path=str(out_dir / "ray_train")))
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as d:
+        with open(os.path.join(d, "weights.pt"), "rb") as f:
+            state = torch_state(f.read())
+    return state, result.metrics
