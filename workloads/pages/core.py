@@ -117,6 +117,7 @@ def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: i
 
 
 def _write_batch(batch: dict, **kwargs) -> dict:
+    cv2.setNumThreads(1)  # one page per core: OpenCV's own threads would only fight the other render tasks
     results = [write_shard(shard=int(s), **kwargs) for s in batch["shard"]]
     return {k: np.array([r[k] for r in results]) for k in results[0]}
 
@@ -142,6 +143,7 @@ def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: i
 
 
 def _render_batch(batch: dict, kind: str, seed: int, degrade: float, rare: str, augment) -> pa.Table:
+    cv2.setNumThreads(1)
     table = rows_to_table(kind, [render_page(kind, seed, int(i), degrade, rare) for i in batch["id"]])
     return augment(table) if augment is not None else table
 

@@ -25,6 +25,7 @@ import numpy as np
 WIDTH, HEIGHT = 1000, 1400  # pixels of one page
 _PAGE_W, _PAGE_H, _SCALE = 2000, 2800, 50  # verovio page units and zoom: 2000 * 50% = 1000 px
 _MARGIN_TOP = 380  # verovio units (x 0.5 -> 190 px): room for the margin patches (2 rows of 80 px)
+_MERGED = {"arpeg": "arpeggiato", "grpSym": "brace"}  # SVG groups drawn in pieces that are one symbol
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing
 _MIN_LINE = 1.3  # pixels: thinnest staff line or stem, as on a scan
 
@@ -43,12 +44,11 @@ CLASSES = [
     "keyFlat", "keyNatural", "keySharp",
     "articAccentAbove", "articAccentBelow", "articStaccatoAbove", "articStaccatoBelow",
     "articTenutoAbove", "articTenutoBelow", "articStaccatissimoAbove", "articStaccatissimoBelow",
-    "articMarcatoAbove", "articMarcatoBelow", "stringsUpBow", "stringsDownBow",
+    "articMarcatoAbove", "stringsUpBow", "stringsDownBow",
     "fermataAbove", "fermataBelow",
     "restWhole", "restHalf", "restQuarter", "rest8th", "rest16th", "rest32nd", "rest64th",
-    "dynamicP", "dynamicM", "dynamicF", "dynamicS", "dynamicZ", "dynamicR",
-    "dynamicPP", "dynamicPPP", "dynamicFF", "dynamicFFF", "dynamicMP", "dynamicMF", "dynamicFortePiano",
-    "dynamicSforzato", "dynamicSforzando1",
+    "dynamicP", "dynamicF", "dynamicPP", "dynamicPPP", "dynamicFF", "dynamicFFF", "dynamicMP", "dynamicMF",
+    "dynamicFortePiano", "dynamicSforzato", "dynamicSforzando1", "dynamicRinforzando2",
     "dynamicCrescendoHairpin", "dynamicDiminuendoHairpin",
     "ornamentTrill", "ornamentMordent", "ornamentTurn", "arpeggiato",
     "tuplet3", "tuplet5", "tuplet6", "tupletBracket",
@@ -57,9 +57,10 @@ CLASSES = [
 # SMuFL glyph name -> class, where the two differ.
 _GLYPH_CLASS = {
     "gClef": "clefG", "gClefChange": "clefG", "fClef": "clefF", "fClefChange": "clefF",
-    "dynamicPiano": "dynamicP", "dynamicMezzo": "dynamicM", "dynamicForte": "dynamicF",
-    "dynamicSforzando": "dynamicS", "dynamicRinforzando": "dynamicR",
+    "dynamicPiano": "dynamicP", "dynamicForte": "dynamicF",
     "wiggleArpeggiatoUp": "arpeggiato", "wiggleArpeggiatoDown": "arpeggiato",
+    "articStaccatissimoWedgeAbove": "articStaccatissimoAbove",
+    "articStaccatissimoWedgeBelow": "articStaccatissimoBelow",
 }
 
 
@@ -155,27 +156,27 @@ _STEPS = "cdefgab"
 _CLEFS = {"G": ("G", 2, 34), "F": ("F", 4, 22), "CAlto": ("C", 3, 28), "CTenor": ("C", 4, 26)}  # centre step
 _KEYS = ["0"] + [f"{n}{a}" for n in range(1, 8) for a in "sf"]
 _METERS = [(4, 4, None), (3, 4, None), (2, 4, None), (6, 8, None), (4, 4, "common"), (2, 2, "cut"),
-           (3, 8, None), (5, 4, None), (12, 8, None), (7, 8, None)]
+           (3, 8, None), (5, 4, None), (12, 8, None), (7, 8, None), (9, 8, None), (10, 8, None)]
 _DYNAMS = ["p", "f", "mf", "mp", "pp", "ff", "sfz", "fp", "ppp", "fff", "sf", "rfz"]
 
 # Odds of each feature: the default composes ordinary music; "compose" favours the rare symbols.
 _ODDS = {
     "none": dict(dur={4: 36, 8: 30, 2: 12, 16: 12, 1: 3, 32: 4, 64: 0.5}, dot=0.08, rest=0.18, chord=0.12,
                  accid=0.08, accid_kind={"s": 40, "f": 40, "n": 16, "x": 2, "ff": 2}, artic=0.06,
-                 artic_kind={"stacc": 45, "acc": 30, "ten": 15, "stacis": 4, "marc": 4, "upbow": 1, "dnbow": 1},
+                 artic_kind={"stacc": 45, "acc": 30, "ten": 15, "stacciss": 4, "marc": 4, "upbow": 1, "dnbow": 1},
                  grace=0.015, tuplet=0.05, dynam=0.15, hairpin=0.08, slur=0.12, tie=0.05, fermata=0.02,
                  orn=0.02, arpeg=0.02, clef_change=0.02, key_change=0.03, meter_change=0.03, grand=0.5,
                  key_weights=[8, 6, 6, 4, 4, 2, 2, 1, 1, 0.5, 0.5, 0.2, 0.2, 0.1, 0.1], clef_odds=[6, 3, 0.5, 0.3]),
 }
 _ODDS["compose"] = {**_ODDS["none"], "dur": {4: 10, 8: 10, 2: 8, 16: 12, 1: 6, 32: 12, 64: 8}, "dot": 0.2,
                     "accid": 0.3, "accid_kind": {"s": 10, "f": 10, "n": 20, "x": 30, "ff": 30}, "artic": 0.3,
-                    "artic_kind": {"stacc": 5, "acc": 10, "ten": 15, "stacis": 25, "marc": 25, "upbow": 10,
+                    "artic_kind": {"stacc": 5, "acc": 10, "ten": 15, "stacciss": 25, "marc": 25, "upbow": 10,
                                    "dnbow": 10},
                     "grace": 0.1, "tuplet": 0.2, "dynam": 0.4, "hairpin": 0.3, "fermata": 0.15, "orn": 0.2,
                     "arpeg": 0.2, "clef_change": 0.15, "key_change": 0.2, "meter_change": 0.2,
                     "key_weights": [1] * 15, "clef_odds": [1, 1, 2, 2]}
 # "replace": a common symbol becomes a semantically similar rare one with this probability.
-_REPLACE = {"s": "x", "f": "ff", "stacc": "stacis", "acc": "marc", "ten": "upbow", "p": "ppp", "f_dyn": "fff",
+_REPLACE = {"s": "x", "f": "ff", "stacc": "stacciss", "acc": "marc", "p": "ppp", "f_dyn": "fff",
             "trill": "mordent"}
 
 
@@ -203,22 +204,24 @@ class _Composer:
         self.n += 1
         return f"n{self.n}"
 
-    def note(self, step: int, dur: int, dots: int, grace: bool = False, in_chord: bool = False) -> tuple[str, str]:
+    def note(self, step: int, dur: int, dots: int, grace: bool = False, in_chord: bool = False,
+             tied: bool = False) -> tuple[str, str]:
         nid = self.nid()
         attrs = f'xml:id="{nid}" pname="{_STEPS[step % 7]}" oct="{step // 7}"'
         if not in_chord:
             attrs += f' dur="{dur}"' + (f' dots="{dots}"' if dots else "")
         if grace:
             attrs += f' grace="{"unacc" if self.rng.random() < 0.5 else "acc"}"'
-        if self.chance("accid"):
+        if not tied and self.chance("accid"):
             attrs += f' accid="{self.swap(self.pick(self.odds["accid_kind"]))}"'
         if not in_chord and not grace and self.chance("artic"):
             attrs += f' artic="{self.swap(self.pick(self.odds["artic_kind"]))}"'
         return nid, f"<note {attrs}/>"
 
     def layer(self, length: int, centre: int, controls: list, staff: int) -> str:
-        """Events filling `length` 64ths; beams group consecutive short notes, tuplets take a quarter."""
+        """Events filling `length` 64ths; beams group consecutive short notes; tuplets take a quarter or a half."""
         out, ids, beam, pos, step = [], [], [], 0, centre + int(self.rng.integers(-4, 5))
+        tie_from = None  # a tie holds the pitch: the next note repeats it
 
         def flush():
             if len(beam) >= 2:
@@ -231,14 +234,20 @@ class _Composer:
             left = length - pos
             if left >= 16 and self.chance("tuplet"):
                 flush()
+                tie_from = None
+                num, numbase, dur, span = [(3, 2, 8, 16), (6, 4, 16, 16), (5, 4, 16, 16), (3, 2, 4, 32)][
+                    self.rng.choice(4, p=[0.6, 0.15, 0.1, 0.15])]
+                if span > left:
+                    num, numbase, dur, span = 3, 2, 8, 16
                 notes = []
-                for _ in range(3):
+                for _ in range(num):
                     step = int(np.clip(step + self.rng.integers(-3, 4), centre - 7, centre + 7))
-                    nid, xml = self.note(step, 8, 0)
+                    nid, xml = self.note(step, dur, 0)
                     ids.append(nid)
                     notes.append(xml)
-                out.append('<tuplet num="3" numbase="2"><beam>' + "".join(notes) + "</beam></tuplet>")
-                pos += 16
+                inner = "".join(notes) if dur == 4 else "<beam>" + "".join(notes) + "</beam>"  # quarters: bracket
+                out.append(f'<tuplet num="{num}" numbase="{numbase}">{inner}</tuplet>')
+                pos += span
                 continue
             durs = {d: w for d, w in self.odds["dur"].items() if 64 // d <= left}
             dur = self.pick(durs)
@@ -248,14 +257,16 @@ class _Composer:
             pos += ticks
             if self.chance("rest"):
                 flush()
+                tie_from = None
                 out.append(f'<rest dur="{dur}"' + (f' dots="{dots}"' if dots else "") + "/>")
                 continue
-            step = int(np.clip(step + self.rng.integers(-4, 5), centre - 7, centre + 7))
+            if tie_from is None:
+                step = int(np.clip(step + self.rng.integers(-4, 5), centre - 7, centre + 7))
             xml = ""
-            if self.chance("grace"):
+            if tie_from is None and self.chance("grace"):
                 _, g = self.note(step + 1, 8, 0, grace=True)
                 xml += g
-            if self.chance("chord"):
+            if tie_from is None and self.chance("chord"):
                 cid = self.nid()
                 notes = [self.note(step + k, dur, dots, in_chord=True)[1] for k in sorted(
                     {0, *self.rng.choice([2, 3, 4, 5, 7], size=int(self.rng.integers(1, 3)), replace=False)})]
@@ -265,9 +276,12 @@ class _Composer:
                 if self.chance("arpeg"):
                     controls.append(f'<arpeg plist="#{cid}" staff="{staff}"/>')
             else:
-                nid, n = self.note(step, dur, dots)
+                nid, n = self.note(step, dur, dots, tied=tie_from is not None)
                 xml += n
+                if tie_from:
+                    controls.append(f'<tie staff="{staff}" startid="#{tie_from}" endid="#{nid}"/>')
                 ids.append(nid)
+                tie_from = nid if self.chance("tie") else None
             if dur >= 8 and not dots and "grace" not in xml and len(beam) < 4:
                 beam.append(xml)
             else:
@@ -289,7 +303,8 @@ class _Composer:
             kind = self.swap(str(self.rng.choice(["trill", "mordent", "turn"])))
             controls.append(f'<{kind} staff="{staff}" startid="#{ids[int(self.rng.integers(0, len(ids)))]}"/>')
         if self.chance("fermata"):
-            controls.append(f'<fermata staff="{staff}" startid="#{ids[-1]}"/>')
+            place = "above" if self.rng.random() < 0.8 else "below"
+            controls.append(f'<fermata staff="{staff}" place="{place}" startid="#{ids[-1]}"/>')
         if self.chance("dynam"):
             d = self.pick(dict.fromkeys(_DYNAMS[:6], 10) | dict.fromkeys(_DYNAMS[6:], 2))
             d = self.swap(d, "f_dyn" if d == "f" else d)
@@ -431,11 +446,11 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
             first = len(boxes)
             for child in el:
                 walk(child, ctx, off, lines)
-            if cls == "arpeg" and len(boxes) > first:  # one wiggle glyph per segment, one symbol
+            if cls in _MERGED and len(boxes) > first:  # drawn in pieces, labelled as one symbol
                 merged = np.array(boxes[first:])
                 del boxes[first:], labels[first:]
                 boxes.append([*merged[:, :2].min(0), *merged[:, 2:].max(0)])
-                labels.append("arpeggiato")
+                labels.append(_MERGED[cls])
             if cls == "staff" and len(lines) == 5:
                 key = (ctx.count("system"), round(lines[0][1] * scale, 1))
                 x0, x1 = min(l[0] for l in lines), max(l[2] for l in lines)
@@ -462,7 +477,8 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 fill([(_line_quad(x0, y0, x1, y1, max(sw, _MIN_LINE / scale)) + off) * scale], label)
             else:
                 polys = [(p + off) * scale for p in path_polygons(d)]
-                fill(polys, {"tie": "tie", "slur": "slur", "tupletBracket": "tupletBracket"}.get(owner))
+                fill(polys, {"tie": "tie", "slur": "slur", "tupletBracket": "tupletBracket",
+                             "grpSym": "brace"}.get(owner))
         elif tag == "polygon":
             pts = np.array([float(v) for v in re.split(r"[ ,]+", el.get("points", "").strip()) if v]).reshape(-1, 2)
             fill([(pts + off) * scale], "beam" if owner == "beam" else None)
@@ -477,8 +493,7 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 label = "tupletBracket"
             for q in quads:
                 fill([q], None)
-            if label and quads:
-                fill(quads[:1], None)
+            if label and quads:  # one box for the whole polyline
                 pts_all = np.concatenate(quads)
                 boxes.append([max(0.0, pts_all[:, 0].min()), max(0.0, pts_all[:, 1].min()),
                               min(width - 1.0, pts_all[:, 0].max()), min(height - 1.0, pts_all[:, 1].max())])
