@@ -25,9 +25,7 @@ SERVE_CONFIG = jobs.PROJECT_ROOT / "serving" / "config.yaml"
 
 def run_jobs(dashboard_url: str, workloads: list[str], timeout_s: float) -> list[dict]:
     """Submit each workload's smoke test, one after the other (2 cores), and wait for each."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(dashboard_url)
+    client = jobs.job_client(dashboard_url)
     results = []
     for name in workloads:
         start = time.monotonic()

@@ -236,9 +236,9 @@ def status() -> dict:
     except (urllib.error.URLError, OSError, KeyError, json.JSONDecodeError) as exc:
         info["resources_error"] = str(exc)
     try:
-        from ray.job_submission import JobSubmissionClient
+        from cluster.jobs import job_client
 
-        jobs = JobSubmissionClient(state.dashboard_url).list_jobs()
+        jobs = job_client(state.dashboard_url).list_jobs()
         info["jobs"] = [{"submission_id": j.submission_id, "status": str(j.status.value), "entrypoint": j.entrypoint}
                         for j in jobs if j.submission_id]
     except Exception as exc:  # the job list is informative; its absence must not break `status`

@@ -24,6 +24,19 @@ def available_workloads() -> list[str]:
     return sorted(p.parent.name for p in (PROJECT_ROOT / "workloads").glob("*/__main__.py"))
 
 
+def job_client(address: str):
+    """A JobSubmissionClient that authenticates as the `ray` CLI does.
+
+    The CLI turns token mode on when a token file exists and RAY_AUTH_MODE is unset; the SDK alone does not,
+    so without this step it would send no token to a cluster that requires one.
+    """
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from ray.job_submission import JobSubmissionClient
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    return JobSubmissionClient(address)
+
+
 def default_address() -> str:
     """The dashboard of `cluster up` if it runs, else an http RAY_ADDRESS, else the local default."""
     from cluster import head
@@ -45,12 +58,10 @@ def runtime_env(address: str) -> dict:
 
 def submit(workload: str, args: list[str], address: str | None = None, follow: bool = True) -> int:
     """Submit `python -m workloads.<workload> args`, print its id, stream its logs; exit code 0 iff it succeeded."""
-    from ray.job_submission import JobSubmissionClient
-
     if workload not in available_workloads():
         raise ValueError(f"unknown workload {workload!r}; choose from: {', '.join(available_workloads())}")
     address = address or default_address()
-    client = JobSubmissionClient(address)
+    client = job_client(address)
     entrypoint = shlex.join(["python", "-m", f"workloads.{workload}", *args])
     submission_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(address))
     print(f"submitted {submission_id} to {address}: {entrypoint}", flush=True)
