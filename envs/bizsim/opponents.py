@@ -45,10 +45,14 @@ class Passive(Opponent):
 
 
 class RandomValid(Opponent):
-    """L1: a uniformly random valid action."""
+    """L1: a random valid action: first a verb uniformly among those with a valid action, then one of its valid
+    actions uniformly (uniform over all actions would be mostly price changes, which outnumber the rest)."""
 
     def choose(self, lo, d, mask, index):
-        return int(self.rng.choice(np.flatnonzero(mask)))
+        valid = np.flatnonzero(mask)
+        verbs = lo.verb[valid]
+        verb = self.rng.choice(np.unique(verbs))
+        return int(self.rng.choice(valid[verbs == verb]))
 
 
 def _valid(mask, index, key):
@@ -61,8 +65,9 @@ def _price_level(mult, L):
 
 
 class GreedyProducer(Opponent):
-    """L2: keeps its stock topped up (about two batches), prices at the middle level (one lower when stock piles up) and expands while
-    cash allows; never markets or attacks."""
+    """L2: keeps its stock topped up (about two batches), prices at the middle level (one lower when stock piles
+    up), markets its own brand when goods wait, researches cheaper production and expands while cash allows;
+    never attacks rivals."""
 
     expand_until = 0.6      # share of the episode during which it builds and upgrades
 
@@ -79,7 +84,7 @@ class GreedyProducer(Opponent):
 
     def target_levels(self, lo, d):
         """Price level wanted per product-market: middle, one lower where stock of that product piles up."""
-        piled = np.repeat(d["inventory"] > 3 * self.batch(d), lo.M)
+        piled = np.repeat(d["inventory"] > 1.5 * self.batch(d), lo.M)
         return np.where(piled, lo.L // 2 - 1, lo.L // 2)
 
     def set_price(self, lo, d, mask, index):
@@ -104,8 +109,30 @@ class GreedyProducer(Opponent):
                 return a
         return -1
 
+    def promote(self, lo, d, mask, index):
+        """Marketing where its own brand is weakest, when goods wait to be sold and cash is plentiful."""
+        if d["cash"] < 3 * R.MARKETING_COST + R.RESERVE:
+            return -1
+        for pm in np.argsort(d["brand"], kind="stable"):
+            p = int(pm) // lo.M
+            a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
+            if a >= 0 and d["brand"][pm] < 2.0 and d["inventory"][p] > self.batch(d):
+                return a
+        return -1
+
+    def research(self, lo, d, mask, index):
+        """Cheaper production: research the product it makes with the lowest tech, while cash allows."""
+        if d["time"] > self.expand_until or d["cash"] < 2 * R.RESEARCH_COST:
+            return -1
+        made = set(d["slot_product"][d["slot_product"] >= 0].tolist())
+        for p in np.argsort(d["tech"], kind="stable"):
+            a = _valid(mask, index, (RESEARCH, int(p), -1, -1, -1))
+            if a >= 0 and int(p) in made:
+                return a
+        return -1
+
     def choose(self, lo, d, mask, index):
-        for step in (self.produce, self.set_price, self.expand):
+        for step in (self.produce, self.set_price, self.promote, self.research, self.expand):
             a = step(lo, d, mask, index)
             if a >= 0:
                 return a
@@ -113,36 +140,30 @@ class GreedyProducer(Opponent):
 
 
 class Aggressive(GreedyProducer):
-    """L3: the greedy producer plus attacks whenever it has goods to sell: poaches the strongest rival's
-    customers, starts price wars where rivals are strong, and undercuts rival prices."""
+    """L3: the greedy producer plus attacks whenever goods wait to be sold and cash allows: poaches the strongest
+    rival's customers, and starts price wars where its own stock piles up."""
 
     aggression = 1.0        # probability of attacking on a free step (DriftingOpponent varies it)
 
-    def target_levels(self, lo, d):
-        base = super().target_levels(lo, d)
-        rival_min = np.array([_price_level(x, lo.L) for x in d["rival_price"].min(0)])
-        floor = np.array([_price_level(x, lo.L) for x in np.repeat(1.3 * d["unit_cost"] / (
-            R.BASE_PRICE * (1 + 0.15 * np.arange(lo.P))), lo.M)]) + 1
-        return np.clip(np.minimum(base, rival_min - 1), np.maximum(floor, 0), lo.L - 1)
-
     def attack(self, lo, d, mask, index):
-        if self.rng.random() >= self.aggression:
+        if self.rng.random() >= self.aggression or d["cash"] < 3 * R.POACH_COST + R.RESERVE:
             return -1
         rival_brand = d["rival_brand"].max(0)
-        for pm in np.argsort(-rival_brand):
+        batch = self.batch(d)
+        for pm in np.argsort(-rival_brand, kind="stable"):
             p, m = divmod(int(pm), lo.M)
             a = _valid(mask, index, (POACH, p, m, -1, -1))
-            if a >= 0 and rival_brand[pm] > 0.8:
+            if a >= 0 and rival_brand[pm] > 0.8 and d["inventory"][p] > batch:
                 return a
-        for pm in np.argsort(-d["rival_brand"].sum(0)):
+        for pm in np.argsort(-d["rival_brand"].sum(0), kind="stable"):
             p, m = divmod(int(pm), lo.M)
             a = _valid(mask, index, (WAR, p, m, -1, -1))
-            if a >= 0 and d["inventory"][p] > self.batch(d):
+            if a >= 0 and d["inventory"][p] > 2 * batch and d["war"][pm] == 0:
                 return a
         return -1
 
     def choose(self, lo, d, mask, index):
-        for step in (self.produce, self.attack, self.set_price, self.expand):
+        for step in (self.produce, self.attack, self.set_price, self.promote, self.research, self.expand):
             a = step(lo, d, mask, index)
             if a >= 0:
                 return a
@@ -150,35 +171,34 @@ class Aggressive(GreedyProducer):
 
 
 class Adaptive(Aggressive):
-    """L4: watches who leads and whether it is being attacked, and keeps that state within the episode.
+    """L4: invests in cost advantages first (contested resources, research), watches who leads and whether it is
+    being attacked, and keeps that state within the episode.
 
-    Behind, or attacked (its brand fell since the last step), it attacks the strongest rival like L3; ahead and
-    left alone, it consolidates: research to cut costs, marketing where its brand trails, a resource bid, and
-    prices steered by its own stock (lower when goods pile up, higher when they sell out).
+    Behind, or attacked (its brand fell since the last step), it attacks the strongest rival like L3 before
+    anything else; ahead and left alone, it defends its brand where a rival's is stronger and attacks only
+    with what is left.
     """
 
     def reset(self, seed=None):
         super().reset(seed)
         self.last_brand = None
         self.attacked = 0
-        self.level_shift = 0
 
-    def target_levels(self, lo, d):
-        return np.clip(super().target_levels(lo, d) + self.level_shift, 0, lo.L - 1)
-
-    def consolidate(self, lo, d, mask, index):
-        for p in np.argsort(d["tech"]):
-            a = _valid(mask, index, (RESEARCH, int(p), -1, -1, -1))
-            if a >= 0 and d["time"] < 0.7:
-                return a
+    def defend(self, lo, d, mask, index):
         gap = d["rival_brand"].max(0) - d["brand"]
-        for pm in np.argsort(-gap):
-            a = _valid(mask, index, (MARKETING, int(pm) // lo.M, int(pm) % lo.M, -1, -1))
-            if a >= 0 and gap[pm] > 0:
+        for pm in np.argsort(-gap, kind="stable"):
+            p = int(pm) // lo.M
+            a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
+            if a >= 0 and gap[pm] > 0 and d["inventory"][p] > self.batch(d) and \
+                    d["cash"] > 3 * R.MARKETING_COST + R.RESERVE:
                 return a
+        return -1
+
+    def bid(self, lo, d, mask, index):
+        made = set(d["slot_product"][d["slot_product"] >= 0].tolist())
         for r in range(lo.R):
             a = _valid(mask, index, (BID, -1, -1, -1, r))
-            if a >= 0 and d["time"] < 0.5 and d["cash"] > 3 * R.BID_RESERVE:
+            if a >= 0 and r % lo.P in made and d["time"] < 0.5 and d["cash"] > 2 * R.BID_RESERVE + R.RESERVE:
                 return a
         return -1
 
@@ -187,16 +207,11 @@ class Adaptive(Aggressive):
         if self.last_brand is not None and (brand < self.last_brand - 0.05).any():
             self.attacked = 5           # stay on guard for a few steps
         self.last_brand = brand.copy()
-        stock = d["inventory"].sum()
-        batch = self.batch(d)
-        self.level_shift = -1 if stock > 3 * batch else (1 if stock < 0.5 * batch else 0)
         behind = d["net_worth"] < d["rival_net_worth"].max()
-        steps = [self.produce]
         if behind or self.attacked > 0:
-            steps += [self.attack, self.consolidate]
+            steps = (self.produce, self.attack, self.set_price, self.research, self.expand, self.bid)
         else:
-            steps += [self.consolidate, self.attack]
-        steps += [self.set_price, self.expand]
+            steps = (self.produce, self.set_price, self.research, self.expand, self.bid, self.defend, self.attack)
         self.attacked = max(0, self.attacked - 1)
         for step in steps:
             a = step(lo, d, mask, index)
