@@ -1,0 +1,223 @@
+"""`/news`: newspaper page segmentation, one model per publisher (`@serve.multiplexed`), and corrections.
+
+    POST /news/segment?publisher=NAME   body: a PNG or JPEG page -> non-article verdict or article regions
+    POST /news/corrections              JSON {publisher, image_base64, is_article, articles: [[x0, y0, x1, y1]]},
+                                        header X-API-Key; stored in an embedded SQLite file for retraining
+    GET  /news/publishers               publishers with a model, and whether each is trained
+    GET  /news/health                   runs the pre-classifier and a segmenter
+
+The publisher may also come in the `serve_multiplexed_model_id` header, which lets Serve route a request to
+a replica that already holds that publisher's model. Models: `<registry>/news/<publisher>/<version>` and
+`news/preclassifier`, else the committed builtin ones, else untrained fallbacks that say so in every response.
+The API key is an app arg (`api_key`) or $DLWILD_NEWS_API_KEY; without one, /news/corrections answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from ray import serve
+
+from serving.common import (batch_options, check_api_key, checked_name, configured_secret, deployment_options,
+                            read_body, read_image)
+from workloads.vision.common import (BUILTIN_REGISTRY, MAX_PIXELS, ImageError, decode_image, find_model,
+                                     list_models, registry_root)
+
+api = FastAPI(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
+UNTRAINED = "untrained fallback model for {what}: no trained model in the registry or builtin; output is meaningless"
+
+
+class Correction(BaseModel):
+    publisher: str = Field(description="the publisher whose model should learn from this page")
+    image_base64: str = Field(min_length=1, description="the page as base64 PNG or JPEG")
+    is_article: bool = Field(True, description="false for classifieds, TV, share prices, sports results pages")
+    articles: list[list[float]] = Field(default_factory=list, description="article boxes [x0, y0, x1, y1] px")
+    note: str = Field("", max_length=1000)
+
+
+class Segmenter:
+    """One publisher's loaded model and what to say about it."""
+
+    def __init__(self, publisher: str, model, meta: dict, trained: bool):
+        self.publisher, self.model, self.meta, self.trained = publisher, model, meta, trained
+
+    def info(self) -> dict[str, Any]:
+        return dict(publisher=self.publisher, name=self.meta.get("name"), version=self.meta.get("version"),
+                    trained=self.trained)
+
+
+@serve.deployment
+@serve.ingress(api)
+class NewsSegmenter:
+    def __init__(self, registry: str | None = None, api_key: str | None = None, corrections_db: str | None = None,
+                 max_pixels: int = MAX_PIXELS, threads: int = 1,
+                 max_batch_size: int = 4, batch_wait_timeout_s: float = 0.005):
+        import torch
+
+        from workloads.vision import news
+        from workloads.vision.corrections import CorrectionStore, store_path
+
+        torch.set_num_threads(threads)
+        self.registry = registry or registry_root()
+        self.api_key = api_key
+        self.max_pixels = max_pixels
+        self.store = CorrectionStore(corrections_db or store_path())
+        found = find_model("news", "preclassifier", "latest", self.registry)
+        self.forest = news.load_preclassifier(*found) if found else None
+        self.forest_meta = found[1] if found else dict(name="preclassifier", version=None)
+        self.segment_batch.set_max_batch_size(max_batch_size)
+        self.segment_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        trained = sorted(p for p, t in self.publishers().items() if t)
+        probe = find_model("news", trained[0], "latest", self.registry) if trained else None
+        self._probe = news.load_segmenter(*probe) if probe else news.build_model().eval()
+
+    def publishers(self) -> dict[str, bool]:
+        """Publishers the app serves: trained ones (registry, builtin) and the page generator's (untrained)."""
+        from workloads.pages.news import PUBLISHERS
+
+        known = {p: False for p in PUBLISHERS}
+        for root in (BUILTIN_REGISTRY, self.registry):
+            try:
+                known.update({p: True for p in list_models(root, "news") if p != "preclassifier"})
+            except OSError:
+                continue
+        return known
+
+    @serve.multiplexed(max_num_models_per_replica=3)
+    async def get_model(self, publisher: str) -> Segmenter:
+        """Load a publisher's segmenter (least recently used ones are evicted beyond 3 per replica)."""
+        from workloads.vision import news
+
+        found = await asyncio.to_thread(find_model, "news", publisher, "latest", self.registry)
+        if found:
+            return Segmenter(publisher, news.load_segmenter(*found), found[1], True)
+        return Segmenter(publisher, news.build_model().eval(), dict(name=publisher, version=None), False)
+
+    def _publisher(self, request: Request, publisher: str | None) -> str:
+        name = publisher or request.headers.get("serve_multiplexed_model_id") or ""
+        if not name:
+            raise HTTPException(400, "say which publisher: ?publisher=NAME or the serve_multiplexed_model_id header")
+        checked_name(name, "publisher")
+        if name not in self.publishers():
+            raise HTTPException(404, f"unknown publisher {name!r}; GET /news/publishers lists them")
+        return name
+
+    def _classify(self, images: list[np.ndarray]) -> np.ndarray:
+        """Probability that each page holds articles (1.0 for every page when no forest is trained)."""
+        from workloads.vision import news
+
+        if self.forest is None:
+            return np.ones(len(images))
+        feats = np.stack([news.page_features(img) for img in images])
+        proba = self.forest.predict_proba(feats)
+        return proba[:, list(self.forest.classes_).index(True)] if True in self.forest.classes_ else np.zeros(len(images))
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
+    async def segment_batch(self, items: list[tuple[str, np.ndarray]]) -> list[dict]:
+        """Pre-classify every page at once, then run each publisher's model on its article pages."""
+        from workloads.vision import news
+
+        images = [img for _, img in items]
+        p_article = await asyncio.to_thread(self._classify, images)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (pub, _) in enumerate(items):
+            if p_article[i] >= 0.5:
+                groups[pub].append(i)
+        masks: dict[int, np.ndarray] = {}
+        models: dict[str, Segmenter] = {}
+        for pub, idx in groups.items():
+            models[pub] = await self.get_model(pub)
+            for i, m in zip(idx, await asyncio.to_thread(news.segment, models[pub].model, [images[i] for i in idx])):
+                masks[i] = m
+        results = []
+        for i, (pub, _) in enumerate(items):
+            articles = [dict(id=k, box=b) for k, b in enumerate(news.boxes_from_mask(masks[i]), 1)] if i in masks else []
+            results.append(dict(p_article=float(p_article[i]), articles=articles,
+                                model=models[pub].info() if pub in models else None))
+        return results
+
+    def _warnings(self, segmenter: dict | None) -> list[str]:
+        out = [] if self.forest is not None else [UNTRAINED.format(what="the pre-classifier")]
+        if segmenter is not None and not segmenter["trained"]:
+            out.append(UNTRAINED.format(what=f"publisher {segmenter['publisher']}"))
+        return out
+
+    @api.post("/segment")
+    async def segment(self, request: Request, publisher: str | None = Query(None)) -> dict[str, Any]:
+        name = self._publisher(request, publisher)
+        img, _ = await read_image(request, self.max_pixels)
+        res = await self.segment_batch((name, img))
+        body = dict(publisher=name, is_article=res["p_article"] >= 0.5, p_article=round(res["p_article"], 4),
+                    articles=res["articles"], width=img.shape[1], height=img.shape[0],
+                    preclassifier=dict(version=self.forest_meta.get("version"), trained=self.forest is not None),
+                    model=res["model"] or (await self.get_model(name)).info())
+        warnings = self._warnings(body["model"])
+        if warnings:
+            body["warning"] = "; ".join(warnings)
+        return body
+
+    @api.post("/corrections", status_code=201)
+    async def corrections(self, request: Request) -> dict[str, Any]:
+        check_api_key(request, self.api_key)
+        raw = await read_body(request)
+        try:
+            fix = Correction.model_validate_json(raw)
+        except ValidationError as exc:
+            raise HTTPException(422, f"invalid correction: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        name = checked_name(fix.publisher, "publisher")
+        if name not in self.publishers():
+            raise HTTPException(404, f"unknown publisher {name!r}; GET /news/publishers lists them")
+        try:
+            png = base64.b64decode(fix.image_base64, validate=True)
+            img = decode_image(png, self.max_pixels)
+        except (binascii.Error, ValueError) as exc:
+            status = exc.status if isinstance(exc, ImageError) else 400
+            raise HTTPException(status, f"image_base64: {exc}") from None
+        h, w = img.shape
+        for box in fix.articles:
+            if len(box) != 4 or not (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h):
+                raise HTTPException(422, f"article box {box} is not [x0, y0, x1, y1] inside the {w}x{h} image")
+        if fix.is_article and not fix.articles:
+            raise HTTPException(422, "an article page needs at least one article box")
+        cid = await asyncio.to_thread(self.store.add, name, png, fix.articles, fix.is_article, w, h, fix.note)
+        return dict(id=cid, publisher=name, stored=True, total_for_publisher=self.store.count(name))
+
+    @api.get("/publishers")
+    def list_publishers(self) -> dict[str, Any]:
+        return dict(publishers=[dict(name=p, trained=t) for p, t in sorted(self.publishers().items())])
+
+    @api.get("/health")
+    async def health(self) -> dict[str, Any]:
+        await asyncio.to_thread(self.check_health)
+        body = dict(status="ok", preclassifier_trained=self.forest is not None,
+                    corrections=self.store.count(), publishers=self.list_publishers()["publishers"])
+        warnings = self._warnings(None)
+        if warnings:
+            body["warning"] = "; ".join(warnings)
+        return body
+
+    def check_health(self) -> None:
+        """Serve's health check: the pre-classifier and a segmenter must still run (on a blank page)."""
+        from workloads.vision import news
+
+        page = np.full((96, 64), 255, np.uint8)
+        self._classify([page])
+        news.segment(self._probe, [page])
+
+
+def build_app(args: dict[str, Any] | None = None):
+    """Serve app builder; args: registry, api_key (else $DLWILD_NEWS_API_KEY), corrections_db, max_batch_size,
+    batch_wait_timeout_s, threads, num_cpus, num_gpus, replica and queue limits as for /omr, max_pixels."""
+    args = dict(args or {})
+    batch = batch_options(args, default_batch=4)
+    return NewsSegmenter.options(**deployment_options(args, batch["max_batch_size"])).bind(
+        registry=args.get("registry"), api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
+        corrections_db=args.get("corrections_db"), max_pixels=int(args.get("max_pixels", MAX_PIXELS)),
+        threads=int(args.get("threads", 1)), **batch)

@@ -1,0 +1,178 @@
+"""workloads.vision: the models learn, the registry round-trips safely, images are decoded defensively, and
+the Ray Train job runs end to end."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workloads.pages.core import classes, render_page
+from workloads.pages.news import rle_to_mask
+from workloads.vision import common, dwd, news
+from workloads.vision.common import ImageError, RegistryError, png_gray
+from workloads.vision.train import crop
+
+
+@pytest.fixture(scope="module")
+def music_pages():
+    return [render_page("music", 3, i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def news_pages():
+    return [render_page("news", 5, i) for i in range(6)]
+
+
+def _fit(model, batch_fn, steps=15):
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        loss = batch_fn(model)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def test_dwd_loss_falls_and_schedule(music_pages):
+    names = classes("music")
+    idx = {c: i for i, c in enumerate(names)}
+    rng = np.random.default_rng(0)
+    crops = []
+    for row in music_pages:
+        img = png_gray(row["image"])
+        page = dict(image=img, **dwd.targets(row["boxes"], [idx[x] for x in row["labels"]], *img.shape))
+        crops += [crop(rng, page, 96) for _ in range(2)]
+    x = torch.from_numpy(1 - np.stack([c["image"] for c in crops])[:, None].astype(np.float32) / 255)
+    t = [torch.from_numpy(np.stack([c[k] for c in crops]).astype(dt)) for k, dt in
+         (("cls", np.int64), ("energy", np.int64), ("size", np.float32))]
+    staged = dwd.StagedLoss(100)
+    assert [staged.stage(s) for s in (0, 20, 35, 45, 60)] == ["cls", "energy", "box", "energy", "all"]
+    losses = _fit(dwd.build_model(len(names)), lambda m: sum(dwd.losses(m(x), *t).values()))
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_dwd_decodes_its_own_targets(music_pages):
+    """Detections read off perfect maps find most symbols: the decoding matches the target encoding."""
+    from workloads.vision.metrics import coco_map
+
+    names = classes("music")
+    row = music_pages[0]
+    img = png_gray(row["image"])
+    t = dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape)
+    onehot = lambda a, n: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n).permute(2, 0, 1)[None]  # noqa: E731
+    out = dict(cls=onehot(t["cls"], len(names) + 1).float() * 10, energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
+               box=torch.from_numpy(t["size"].astype(np.float32))[None])
+    dets = dwd.decode(out, names, [img.shape])
+    result = coco_map([row["boxes"]], [row["labels"]], dets, names)
+    assert result["map50"] > 0.8
+    assert result["per_class"]["noteheadBlackInSpace"] > 0.9 if "noteheadBlackInSpace" in result["per_class"] else True
+
+
+def test_segmenter_loss_falls_and_preclassifier(news_pages):
+    rng = np.random.default_rng(0)
+    crops = []
+    for row in news_pages:
+        if row["is_article"]:
+            img = news.prepare(png_gray(row["image"]))
+            seg = news.seg_target(rle_to_mask(row["mask_rle"], row["height"], row["width"]), img.shape)
+            crops += [crop(rng, dict(image=img, seg=seg), 96)]
+    assert crops, "the fixture pages hold article pages"
+    x = torch.from_numpy(1 - np.stack([c["image"] for c in crops])[:, None].astype(np.float32) / 255)
+    y = torch.from_numpy(np.stack([c["seg"] for c in crops]))
+    losses = _fit(news.build_model(), lambda m: news.seg_loss(m(x), y))
+    assert losses[-1] < 0.6 * losses[0]
+    feats = np.stack([news.page_features(png_gray(r["image"])) for r in news_pages])
+    labels = np.array([r["is_article"] for r in news_pages])
+    forest = news.preclassifier(0).fit(feats, labels)
+    assert (forest.predict(feats) == labels).mean() == 1.0
+
+
+def test_article_f1_counts_matches():
+    from workloads.vision.metrics import article_f1
+
+    gt = np.zeros((20, 20), np.int32)
+    gt[:10], gt[10:] = 1, 2
+    pred = np.zeros_like(gt)
+    pred[:9] = 5  # IoU 0.9 with article 1; article 2 missed
+    r = article_f1([gt], [pred])
+    assert (r["matched"], r["articles"], r["predicted"]) == (1, 2, 1)
+    assert r["f1"] == pytest.approx(2 / 3)
+
+
+def test_registry_round_trip_and_names(tmp_path):
+    model = news.build_model()
+    files = {"weights.pt": common.torch_bytes(model.state_dict())}
+    assert common.save_model(str(tmp_path), "news", "daily_ledger", files, dict(metrics={"f1": 0.5})) == "v1"
+    assert common.save_model(f"file://{tmp_path}", "news", "daily_ledger", files, {}) == "v2"
+    loaded, meta = common.load_model(str(tmp_path), "news", "daily_ledger")
+    assert meta["version"] == "v2" and meta["code_version"] and meta["files"] == ["weights.pt"]
+    again = news.load_segmenter(loaded, meta)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    assert common.load_model(str(tmp_path), "news", "daily_ledger", "v1")[1]["metrics"] == {"f1": 0.5}
+    assert common.list_models(str(tmp_path), "news") == ["daily_ledger"]
+    for bad in ("../../etc", "a/b", "..", "", "X" * 70, "Upper"):
+        with pytest.raises(RegistryError):
+            common.load_model(str(tmp_path), "news", bad)
+    with pytest.raises(RegistryError):
+        common.resolve(str(tmp_path), "news", "daily_ledger", "../v1")
+    with pytest.raises(RegistryError, match="no model"):
+        common.load_model(str(tmp_path), "news", "unknown")
+
+
+def test_unsafe_weights_refused(tmp_path):
+    """weights_only loading: a pickled object that is not a tensor container is refused."""
+    buf = io.BytesIO()
+    torch.save({"x": torch.zeros(1), "evil": datetime.date(2020, 1, 1)}, buf)  # any non-tensor global
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        common.torch_state(buf.getvalue())
+
+
+def test_decode_image_hardening():
+    import cv2
+    from PIL import Image
+
+    png = cv2.imencode(".png", np.full((30, 40), 200, np.uint8))[1].tobytes()
+    assert common.decode_image(png).shape == (30, 40)
+    jpg = cv2.imencode(".jpg", np.full((30, 40), 200, np.uint8))[1].tobytes()
+    assert common.decode_image(jpg).shape == (30, 40)
+    cases = {b"": 400, b"hello, not an image": 415, png[: len(png) // 2]: 400, jpg[:60]: 400}
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")  # 400 MP, a few KB: a decompression bomb
+    cases[buf.getvalue()] = 413
+    for data, status in cases.items():
+        with pytest.raises(ImageError) as err:
+            common.decode_image(data)
+        assert err.value.status == status, (data[:20], err.value)
+
+
+def test_cli_refuses_bad_flags(capsys):
+    from workloads.vision.__main__ import main
+
+    for argv in (["--task", "faces"], ["--name", "../x"], ["--crop", "100"], ["--bogus", "1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err
+
+
+def test_smoke_job_trains_and_publishes(ray_session, tmp_path):
+    """The Ray Train job end to end: pages stream in, the loss falls, a registry version appears."""
+    from workloads.vision.__main__ import main
+
+    main(["--task", "omr", "--smoke-test", "--steps", "16", "--registry", str(tmp_path / "reg"),
+          "--out", str(tmp_path / "run")])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 16 and "map50_clean" in summary["eval"]["clean"] or "map50" in summary["eval"]["clean"]
+    files, meta = common.load_model(str(tmp_path / "reg"), "omr", "dwd")
+    assert meta["command"].startswith("python -m workloads.vision") and "weights.pt" in files
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
