@@ -77,6 +77,21 @@ def make_opponent(spec):
     return load_opponent(spec)
 
 
+def check_spec(spec: str) -> None:
+    """Raise ValueError (one line, saying what is accepted) unless `spec` names a loadable opponent."""
+    from envs.bizsim.opponents import NAMED
+
+    if spec in NAMED or Path(spec).is_dir():
+        return
+    if ":" not in spec:
+        raise ValueError(f"unknown opponent {spec!r}; use one of {', '.join(sorted(NAMED))}, "
+                         "'package.module:ClassName' or a snapshot folder")
+    try:
+        load_opponent(spec)
+    except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's bad spec
+        raise ValueError(f"cannot load opponent {spec!r}: {exc}") from None
+
+
 def parse_mix(opponents) -> dict:
     """{spec: weight} from a dict, a list of specs or a comma-separated string (uniform weights)."""
     if isinstance(opponents, dict):

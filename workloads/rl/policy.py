@@ -20,7 +20,7 @@ MODULE_IN_ALGO = Path("learner_group") / "learner" / "rl_module" / LEARNER
 def module_dir(path) -> Path:
     """The RLModule folder inside an Algorithm checkpoint, or `path` itself when it is a module folder."""
     path = Path(path)
-    for candidate in (path, path / MODULE_IN_ALGO):
+    for candidate in (path / MODULE_IN_ALGO, path):
         if (candidate / "class_and_ctor_args.pkl").is_file():
             return candidate
     raise FileNotFoundError(f"{path} holds no RLModule checkpoint (expected {MODULE_IN_ALGO}/ or a module folder)")

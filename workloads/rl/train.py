@@ -57,7 +57,7 @@ class RLConfig:
     num_gpus: int = field(0, help="GPUs for the learner (0 = CPU)")
 
     def validate(self):
-        from envs.bizsim.opponents import NAMED
+        from workloads.rl.env import check_spec
 
         if self.algo not in ALGOS:
             raise UsageError(f"--algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
@@ -72,19 +72,11 @@ class RLConfig:
         if self.resume and not self.out:
             raise UsageError("--resume needs --out pointing at the run to continue")
         for flag in ("opponents", "eval_opponents"):
-            for spec in [s.strip() for s in getattr(self, flag).split(",") if s.strip()] or [""]:
-                if spec in NAMED or Path(spec).is_dir():
-                    continue
-                module, _, name = spec.partition(":")
-                if not (module and name):
-                    raise UsageError(f"--{flag.replace('_', '-')}: unknown opponent {spec!r}; use one of "
-                                     f"{', '.join(sorted(NAMED))}, 'package.module:ClassName' or a snapshot folder")
-                import importlib
-
+            for spec in specs(getattr(self, flag)) or [""]:
                 try:
-                    getattr(importlib.import_module(module), name)
-                except (ImportError, AttributeError) as exc:
-                    raise UsageError(f"--{flag.replace('_', '-')}: cannot import opponent {spec!r}: {exc}") from None
+                    check_spec(spec)
+                except ValueError as exc:
+                    raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from None
         for name in ("stop_timesteps", "eval_episodes", "num_envs_per_env_runner", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")

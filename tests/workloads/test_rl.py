@@ -1,0 +1,180 @@
+"""workloads.rl: real RLlib runs at tiny sizes (multi-agent, masked), checkpoints, curriculum, evaluation, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workloads.rl.train import RLConfig, build_algo_config, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(num_envs_per_env_runner=2, train_batch_size=256, minibatch_size=128, num_epochs=1, eval_interval=0,
+            eval_episodes=2, stop_timesteps=5000, opponents="L1,L2")
+
+
+def tiny(tmp_path, **kwargs) -> tuple:
+    cfg = RLConfig(**{**TINY, **kwargs})
+    cfg.validate()
+    return cfg, build_algo_config(cfg, tmp_path)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["workloads.rl", "--algo", "a2c"], "--algo must be one of ppo, dqn"),
+    (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
+    (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
+])
+def test_bad_flags_fail_with_one_line_before_ray(args, reason):
+    proc = _cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and reason in lines[0], proc.stderr
+    assert "Ray instance" not in proc.stdout + proc.stderr
+
+
+def test_masked_dqn_module_never_picks_a_masked_action():
+    from workloads.rl.modules import MaskedDQNTorchRLModule
+    from workloads.rl.env import BizSimMultiAgentEnv
+    from ray.rllib.algorithms.dqn.default_dqn_rl_module import QF_PREDS
+    from ray.rllib.core.columns import Columns
+
+    env = BizSimMultiAgentEnv({})
+    obs_space, act_space = env.observation_spaces["learner_0"], env.action_spaces["learner_0"]
+    module = MaskedDQNTorchRLModule(observation_space=obs_space, action_space=act_space, model_config={
+        "fcnet_hiddens": [16], "double_q": True, "dueling": True, "num_atoms": 1, "epsilon": [(0, 1.0), (100, 0.0)]})
+    rng = np.random.default_rng(0)
+    n, B = act_space.n, 512
+    mask = (rng.random((B, n)) < 0.15).astype(np.int8)
+    mask[:, 0] = 1
+    batch = {Columns.OBS: {"observations": torch.randn(B, obs_space["observations"].shape[0]),
+                           "action_mask": torch.as_tensor(mask)}}
+    allowed = torch.as_tensor(mask).bool()
+    for t in (0, 50, 1000):                           # epsilon 1.0 (all random), 0.5, 0.0 (all greedy)
+        actions = module.forward_exploration(batch, t=t)[Columns.ACTIONS]
+        assert allowed[torch.arange(B), actions].all()
+    assert allowed[torch.arange(B), module.forward_inference(batch)[Columns.ACTIONS]].all()
+    module.make_target_networks()
+    target_q = module.forward_target(batch)[QF_PREDS]           # the next-state max only sees valid actions
+    assert allowed[torch.arange(B), target_q.argmax(-1)].all()
+    assert (target_q[~allowed] < -1e30).all()
+
+
+def test_factorised_ppo_module_samples_only_valid_triples():
+    from envs.bizsim import BizSimEnv
+    from workloads.rl.modules import MaskedPPOTorchRLModule
+    from workloads.rl.env import game_config
+    from ray.rllib.core.columns import Columns
+
+    game = game_config(complexity=2, encoding="factorised")
+    env = BizSimEnv(**game)
+    space = env.action_space("firm_0")
+    module = MaskedPPOTorchRLModule(
+        observation_space=env.observation_space("firm_0"), action_space=space,
+        model_config={"fcnet_hiddens": [16], "factorised": {
+            "unit_row": space.unit_row.tolist(), "target_row": space.target_row.tolist(),
+            "n_unit_rows": space.n_unit_rows, "n_target_rows": space.n_target_rows}})
+    obs, _ = env.reset(seed=3)
+    invalid = 0
+    for _ in range(30):
+        batch = {Columns.OBS: {k: torch.as_tensor(np.stack([o[k] for o in obs.values()])) for k in
+                               ("observations", "action_mask")}}
+        actions = module.forward_exploration(batch)[Columns.ACTIONS].numpy()
+        obs, _, _, _, infos = env.step(dict(zip(obs, actions)))
+        if not env.agents:
+            break
+        invalid = max(info["invalid_action"] for info in infos.values())
+    assert invalid == 0
+
+
+@pytest.fixture(scope="module")
+def ppo_checkpoint(ray_session, tmp_path_factory):
+    """PPO trained 2 iterations multi-agent with masks; checkpointed and restored."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    out = tmp_path_factory.mktemp("ppo")
+    cfg, config = tiny(out, algo="ppo", learner_seats=2)
+    algo = config.build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        runners = result["env_runners"]
+        assert runners["num_env_steps_sampled_lifetime"] >= 2 * 256
+        assert 0.0 <= runners["win_rate"] <= 1.0 and runners["invalid_rate"] == 0.0
+        assert set(result["env_runners"]["agent_episode_returns_mean"]) == {"learner_0", "learner_1"}
+        checkpoint = save_checkpoint(algo, out, config.env_config["game"])
+        weights = algo.get_module("learner").get_state()
+    finally:
+        algo.stop()
+    restored = Algorithm.from_checkpoint(str(checkpoint))
+    try:
+        again = restored.get_module("learner").get_state()
+        for key, value in weights.items():
+            assert np.allclose(np.asarray(value), np.asarray(again[key])), key
+        assert restored.iteration == 2
+        assert restored.train()["training_iteration"] == 3            # training goes on from the checkpoint
+    finally:
+        restored.stop()
+    return checkpoint
+
+
+def test_ppo_trains_restores_and_serves(ppo_checkpoint):
+    from workloads.rl.env import BizSimMultiAgentEnv, load_game
+    from workloads.rl.policy import policy_from_checkpoint
+
+    act = policy_from_checkpoint(ppo_checkpoint)
+    env = BizSimMultiAgentEnv({"game": load_game(ppo_checkpoint)})
+    obs, _ = env.reset(seed=1)
+    action = act(obs["learner_0"])
+    assert isinstance(action, int) and obs["learner_0"]["action_mask"][action] == 1
+
+
+def test_dqn_trains_two_iterations_multi_agent_with_masks(ray_session, tmp_path):
+    cfg, config = tiny(tmp_path, algo="dqn", learner_seats=2, train_batch_size=64)
+    config.training(num_steps_sampled_before_learning_starts=64)
+    algo = config.build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+        assert result["env_runners"]["invalid_rate"] == 0.0
+        assert "learner" in result["learners"] and "qf_loss" in result["learners"]["learner"]
+    finally:
+        algo.stop()
+
+
+def test_curriculum_advances_when_threshold_is_forced(ray_session, tmp_path):
+    cfg, config = tiny(tmp_path, curriculum=True, curriculum_threshold=0.0, eval_interval=1)
+    algo = config.build_algo()
+    try:
+        mixes = algo.env_runner_group.foreach_env_runner(lambda r: [e.unwrapped.mix for e in r.env.envs])
+        assert mixes[0][0] == {"L0": 1.0}
+        result = algo.train()
+        assert result["schedule"]["stage"] == 1
+        mixes = algo.env_runner_group.foreach_env_runner(lambda r: [e.unwrapped.mix for e in r.env.envs])
+        assert all(m == {"L1": 1.0} for m in mixes[0])
+        assert json.loads((tmp_path / "schedule_state.json").read_text())["stage"] == 1
+    finally:
+        algo.stop()
+
+
+def test_evaluate_against_an_import_path(ppo_checkpoint, tmp_path):
+    from workloads.rl.evaluate import main
+
+    out = tmp_path / "eval.json"
+    assert main(["--checkpoint", str(ppo_checkpoint), "--opponents", "envs.bizsim.opponents:GreedyProducer,L1",
+                 "--episodes", "4", "--rating-games", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    first = result["opponents"][0]
+    assert first["opponent"] == "envs.bizsim.opponents:GreedyProducer" and first["episodes"] == 4
+    assert 0.0 <= first["wilson_low"] <= first["win_rate"] <= first["wilson_high"] <= 1.0
+    assert {r["player"] for r in result["rating"]} >= {"learner", "L0", "L4", "envs.bizsim.opponents:GreedyProducer"}
+    assert result["game"]["complexity"] == 1
