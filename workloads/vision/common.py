@@ -178,8 +178,8 @@ class ImageError(ValueError):
         self.status = status
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Bytes of a PNG or JPEG -> gray uint8 array, refusing anything else before it costs memory.
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, mode: str = "L") -> np.ndarray:
+    """Bytes of a PNG or JPEG -> gray (mode "L") or RGB (mode "RGB") uint8 array, refusing anything else first.
 
     The dimensions are read from the header first (Pillow opens lazily), so a decompression bomb is refused
     without decoding it; truncated files fail at `load()` instead of yielding half an image.
@@ -199,7 +199,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             if w * h > max_pixels:
                 raise ImageError(f"image of {w}x{h} px exceeds the limit of {max_pixels} pixels", 413)
             im.load()
-            gray = np.asarray(im.convert("L"))
+            gray = np.asarray(im.convert(mode))
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
