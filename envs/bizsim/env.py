@@ -6,20 +6,20 @@ rival's customers, or outbid rivals for a contested resource.  Demand answers pr
 and costs constrain what a firm can do; a firm whose cash goes below zero is bankrupt and drops out.  The
 episode ends at the horizon, when one firm is left, or when one firm holds `dominance` of all net worth.
 
-| Import             | `from envs.bizsim import parallel_env` (AEC: `from envs.bizsim import env`)          |
-|--------------------|---------------------------------------------------------------------------------------|
-| Agents             | `firm_0` ... `firm_{n_firms-1}` (2..8, default 4)                                     |
-| Action (flat)      | `Discrete(N)`: N = 22 / 70 / 257 / 1550 at complexity 1 / 2 / 3 / 4; 0 = no-op         |
-| Action (factorised)| `MultiDiscrete([N, slots, n_firms - 1])` = [WHAT, WHICH unit, WHICH rival]             |
-| Observation        | `Dict(observations=Box(float32, obs_size), action_mask=Box(int8, mask_size))`          |
-| Observation values | own state, market state, time, then each rival's public state (seat order after own)   |
-| Action mask (flat) | 1 where the action is valid now; action 0 always 1                                     |
-| Action mask (fact.)| [WHAT (N)] + [unit rows (P+2) x slots] + [rival row (n_firms-1)], see README.md    |
-| Reward             | sum of weight * term over `outcome` (sparse, end of episode or bankruptcy: +1 first    |
-|                    | ... -1 last, linear in rank), `profit`, `net_worth`, `production`, `builds`, `share`   |
-| Infos              | `reward_terms` (every term, unweighted), `invalid_action` (count this episode),        |
-|                    | at the end `final_scores`, `winner`, `rank`                                             |
-| Termination        | bankruptcy (that firm), one firm left or dominance (all); truncation at `horizon`       |
+| Import             | `from envs.bizsim import parallel_env` (AEC: `from envs.bizsim import env`)             |
+|--------------------|------------------------------------------------------------------------------------------|
+| Agents             | `firm_0` ... `firm_{n_firms-1}` (2..8, default 4)                                        |
+| Action (flat)      | `Discrete(N)`: N = 18 / 70 / 257 / 1550 at complexity 1 / 2 / 3 / 4; 0 = no-op            |
+| Action (factorised)| `MultiDiscrete([N, slots, n_firms - 1])` = [WHAT, WHICH unit, WHICH rival]                |
+| Observation        | `Dict(observations=Box(float32, obs_size), action_mask=Box(int8, mask_size))`             |
+| Observation values | own state, market state, time, then each rival's public state (seat order after own)      |
+| Action mask (flat) | 1 where the action is valid now; action 0 always 1                                        |
+| Action mask (fact.)| [WHAT (N)] + [unit rows (P+2) x slots] + [rival row (n_firms-1)], see README.md           |
+| Reward             | sum of weight * term over `outcome` (sparse, at the end or at bankruptcy: +1 first ...    |
+|                    | -1 last, linear in rank), `profit`, `net_worth`, `production`, `builds`, `share`          |
+| Infos              | `reward_terms` (every term, unweighted), `invalid_action` (count this episode);           |
+|                    | at the end `score`, `final_scores`, `winner`, `rank` (`score` also at bankruptcy)          |
+| Termination        | bankruptcy (that firm), one firm left or dominance (all); truncation at `horizon`          |
 """
 
 from __future__ import annotations
@@ -509,21 +509,28 @@ class BizSimEnv(ParallelEnv):
             terms[0, self.alive_b] = outcome[self.alive_b]
         rewards_arr = (self._w @ terms).tolist()
         obs = self._observe()
-        tlist, inv_list, idx = terms.T.tolist(), self.invalid.tolist(), self.agent_index
-        observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
-        for a in self.agents:
-            i = idx[a]
-            observations[a] = obs[i]
-            rewards[a] = rewards_arr[i]
-            terminations[a] = done or (any_broke and bool(broke[i]))
-            truncations[a] = truncated
-            infos[a] = {"reward_terms": dict(zip(R.REWARD_TERMS, tlist[i])), "invalid_action": inv_list[i]}
+        agents, names = self.agents, R.REWARD_TERMS
+        if len(agents) == F:                                       # everyone alive: seat order = firm order
+            observations, rewards = dict(zip(agents, obs)), dict(zip(agents, rewards_arr))
+            infos = {a: {"reward_terms": dict(zip(names, t)), "invalid_action": n}
+                     for a, t, n in zip(agents, terms.T.tolist(), self.invalid.tolist())}
+        else:
+            idx, tlist, inv_list = self.agent_index, terms.T.tolist(), self.invalid.tolist()
+            observations = {a: obs[idx[a]] for a in agents}
+            rewards = {a: rewards_arr[idx[a]] for a in agents}
+            infos = {a: {"reward_terms": dict(zip(names, tlist[idx[a]])), "invalid_action": inv_list[idx[a]]}
+                     for a in agents}
+        terminations = dict.fromkeys(agents, done)
+        truncations = dict.fromkeys(agents, truncated)
+        if any_broke:
+            for a in agents:
+                terminations[a] = done or bool(broke[self.agent_index[a]])
         if end or any_broke:
             self._final_infos(infos, broke, end)
         if end:
             self.agents = []
         elif any_broke:
-            self.agents = [a for a in self.agents if self.alive_b[idx[a]]]
+            self.agents = [a for a in self.agents if self.alive_b[self.agent_index[a]]]
         return observations, rewards, terminations, truncations, infos
 
     def _apply(self, i, a, unit, target, produced, builds, bids):

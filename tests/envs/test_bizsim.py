@@ -257,3 +257,22 @@ def test_ladder_holds():
     """Each level beats the one below in seat-swapped 2-firm games (fewer episodes than the README's 200)."""
     for row in ladder(episodes=100, seed=1000):
         assert row["wilson_lower"] > 0.5, row
+
+
+def test_pickled_copy_continues_identically():
+    import pickle
+
+    e = parallel_env(complexity=2)
+    steps = _random_rollout(e, 30, seed=2)
+    for _ in steps:
+        pass
+    assert e.agents, "the seeded rollout is still running after 30 steps"
+    twin = pickle.loads(pickle.dumps(e))
+    actions = {a: 0 for a in e.agents}
+    a_obs, a_rew, *_ = e.step(actions)
+    b_obs, b_rew, *_ = twin.step(actions)
+    assert a_rew == b_rew
+    for agent in a_obs:
+        assert np.array_equal(a_obs[agent]["observations"], b_obs[agent]["observations"])
+    twin.cash[0] += 1.0                  # the views of a copy write into its own state matrix
+    assert twin.S[0, 0] == twin.cash[0] != e.S[0, 0]
