@@ -425,8 +425,8 @@ class BizSimEnv(ParallelEnv):
         F, M = self.n_firms, self.layout.M
         cash_before = self.cash.copy()
         nw_before = self.nw.copy()
-        produced = np.zeros(F)
-        builds = np.zeros(F)
+        terms = np.zeros((len(R.REWARD_TERMS), F))      # rows as in R.REWARD_TERMS
+        produced, builds = terms[3], terms[4]            # filled by _apply
         bids = []
         for i, a, unit, target in self._decode(actions):
             self._apply(i, a, unit, target, produced, builds, bids)
@@ -485,14 +485,10 @@ class BizSimEnv(ParallelEnv):
             self._bankrupt(broke)
         self._finish_step()
         # --- rewards and ending
-        terms = np.zeros((len(R.REWARD_TERMS), F))
         np.subtract(self.cash, cash_before, out=terms[1])
         np.subtract(self.nw, nw_before, out=terms[2])
         terms[1:3] *= 1.0 / R.CASH0
-        terms[3] = produced
-        terms[3] *= 1.0 / (R.CAPACITY * (1 + R.MAX_LEVEL))
-        terms[4] = builds
-        sold_firm = add(sold, 1)
+        sold_firm = sold[:, 0] if self.layout.P == 1 else add(sold, 1)
         total = sum(sold_firm.tolist())
         if total > 0:
             np.divide(sold_firm, total, out=terms[5])
@@ -545,7 +541,7 @@ class BizSimEnv(ParallelEnv):
             cost = out * uc
             self.inv[i, p] += out
             self.busy[i, u] = R.BATCH_STEPS
-            produced[i] = out
+            produced[i] = out * (1.0 / (R.CAPACITY * (1 + R.MAX_LEVEL)))
         elif v == BUILD:
             u = unit if unit >= 0 else self._rule_build(i)
             cost = R.BUILD_COST

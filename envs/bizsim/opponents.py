@@ -61,7 +61,8 @@ def _valid(mask, index, key):
 
 
 def _price_level(mult, L):
-    return int(round((mult - 0.6) / 0.8 * (L - 1)))
+    low, high = R.PRICE_RANGE
+    return int(round((mult - low) / (high - low) * (L - 1)))
 
 
 class GreedyProducer(Opponent):

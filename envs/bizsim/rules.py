@@ -100,9 +100,12 @@ class Layout:
         return VERB_NAMES[v] + (f"({','.join(parts)})" if parts else "")
 
 
+PRICE_RANGE = (0.6, 1.4)     # lowest and highest price level, as multipliers of the base price
+
+
 def price_multipliers(L: int) -> np.ndarray:
     """Price level l sells at base price times this multiplier (middle level = 1.0)."""
-    return np.linspace(0.6, 1.4, L)
+    return np.linspace(*PRICE_RANGE, L)
 
 
 @lru_cache(maxsize=None)
