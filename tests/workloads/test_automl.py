@@ -173,7 +173,7 @@ def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher
     from workloads.automl.search import AutoMLConfig, load_model, run
 
     cfg = AutoMLConfig(data="breast_cancer", searcher=searcher, budget_s=12, cv_folds=3, population_size=6,
-                       out=str(tmp_path), json=str(tmp_path / "result.json"))
+                       asha=searcher == "random", out=str(tmp_path), json=str(tmp_path / "result.json"))
     cfg.validate()
     summary = run(cfg)
     result = json.loads((tmp_path / "result.json").read_text())

@@ -30,7 +30,7 @@ from workloads.automl import space
 class EvolutionSearch(Searcher):
     """Genetic programming over pipelines: population, top-20% survival, crossover, mutation."""
 
-    def __init__(self, task: str, metric: str = "cv_score", mode: str = "max", population_size: int = 20,
+    def __init__(self, task: str, metric: str = "cv_score", mode: str = "max", population_size: int = 12,
                  survival: float = 0.2, crossover_rate: float = 0.5, objective: str = "score",
                  points_to_evaluate: list[dict] | None = None, seed: int = 0):
         super().__init__(metric=metric, mode=mode)

@@ -49,7 +49,7 @@ class AutoMLConfig:
     header: str = field("auto", help="CSV header row: auto | yes | no")
     warm_start: bool = field(True, help="start bayes/evolution from portfolio configurations of similar data sets")
     concurrency: int = field(2, help="trials run at once, one CPU each (the same for every searcher)")
-    population_size: int = field(20, help="evolution: pipelines per generation")
+    population_size: int = field(12, help="evolution: pipelines per generation (top 20% survive)")
     nsga2: bool = field(False, help="evolution: select survivors by NSGA-II on (CV score, fit time)")
     asha: bool = field(False, help="stop weak pipelines early with ASHA over the CV folds")
     ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)")

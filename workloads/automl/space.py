@@ -253,7 +253,7 @@ def _estimator(config: dict[str, Any], task: str, seed: int):
     if name == "linear_svm" and classify:  # smoothed hinge loss: a linear SVM that also gives probabilities
         return linear_model.SGDClassifier(loss="modified_huber", alpha=hp["alpha"], random_state=seed)
     if name == "linear_svm":
-        return svm.LinearSVR(C=hp["C"], epsilon=hp["epsilon"], dual="auto", max_iter=5000, random_state=seed)
+        return svm.LinearSVR(C=hp["C"], epsilon=hp["epsilon"], dual="auto", max_iter=2000, random_state=seed)
     if name == "lda":
         return da.LinearDiscriminantAnalysis(solver="lsqr", shrinkage=hp["shrinkage"])
     if name == "qda":
