@@ -233,3 +233,16 @@ def test_cli_runs_a_messy_csv_end_to_end(tmp_path):
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["test_score"] > 0.7 and result["n_trials"] >= 2
     assert any("constant" in n for n in result["data_notes"])
+
+
+def test_load_model_refuses_types_outside_scikit_learn(tmp_path):
+    import skops.io
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from workloads.automl.search import load_model
+
+    skops.io.dump(make_pipeline(FunctionTransformer(print), Ridge()), tmp_path / "m.skops")
+    with pytest.raises(ValueError, match="builtins.print"):
+        load_model(tmp_path / "m.skops")

@@ -27,7 +27,6 @@ from workloads.common import UsageError, config_from_dict, field, run_dir, write
 SEARCHERS = ("random", "bayes", "evolution")
 METRIC = "cv_score"
 MIN_BUDGET_S = 5.0
-_PREFIXES_SAFE_TO_LOAD = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
 @dataclass
@@ -358,11 +357,11 @@ def _save(model, summary: dict, dataset, out: Path) -> dict[str, str]:
 
 
 def load_model(path: str | Path):
-    """Load a saved model with skops, trusting only scikit-learn, numpy and scipy types."""
+    """Load a saved model with skops, trusting only scikit-learn's own types (and numpy dtypes)."""
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(file=path)
-    unknown = [t for t in untrusted if not t.startswith(_PREFIXES_SAFE_TO_LOAD)]
+    unknown = [t for t in untrusted if not (t == "numpy.dtype" or t.startswith("sklearn."))]
     if unknown:
         raise ValueError(f"refusing to load {path}: unexpected types {', '.join(unknown)}")
     return skops.io.load(path, trusted=untrusted)
