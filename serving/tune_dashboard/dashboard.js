@@ -4,7 +4,7 @@
 const ROOT = document.body.dataset.root;
 const POLL_MS = 2000;
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
-const view = { listText: "", detailText: "", list: [], detail: null, selected: null, sort: { key: "score", dir: -1 } };
+const view = { listText: "", detailText: "", list: [], detail: null, selected: null, sort: { key: "score", dir: 0 } };
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -21,18 +21,30 @@ async function fetchText(url) {
   return { status: response.status, text: await response.text() };
 }
 
+let timer = null, busy = false, again = false;
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(refresh, ms);
+}
+
 async function refresh() {
+  if (busy) { again = true; return; }  // a selection changed mid-poll: poll again right after
+  busy = true;
   try {
-    const list = await fetchText(`${ROOT}/api/experiments`);
+    // The list and the selected experiment load in parallel: one round trip per poll, not two.
+    const wanted = selectedFromHash() || view.selected;
+    const [list, first] = await Promise.all([fetchText(`${ROOT}/api/experiments`),
+      wanted ? fetchText(`${ROOT}/api/experiments/${encodeURIComponent(wanted)}`) : null]);
     if (list.status !== 200) throw new Error(`list: HTTP ${list.status}`);
     if (list.text !== view.listText) {
       view.listText = list.text;
       view.list = JSON.parse(list.text);
     }
-    view.selected = selectedFromHash() || (view.list[0] && view.list[0].name) || null;
+    view.selected = wanted || (view.list[0] && view.list[0].name) || null;
     renderList();
     if (view.selected) {
-      const detail = await fetchText(`${ROOT}/api/experiments/${encodeURIComponent(view.selected)}`);
+      const detail = first || await fetchText(`${ROOT}/api/experiments/${encodeURIComponent(view.selected)}`);
       if (detail.status === 404) {
         view.detail = null; view.detailText = "";
         $("detail").hidden = true;
@@ -46,7 +58,9 @@ async function refresh() {
   } catch (err) {
     $("updated").textContent = `cannot reach the dashboard API (${err.message}); retrying`;
   } finally {
-    setTimeout(refresh, POLL_MS);
+    busy = false;
+    schedule(again ? 0 : POLL_MS);
+    again = false;
   }
 }
 
@@ -70,7 +84,7 @@ function renderDetail() {
     `${d.trials_done} of ${d.trials_total} trials done`, d.sessions > 1 ? `restored ${d.sessions - 1}×` : "",
     `folder ${d.path}`].filter(Boolean).join(" · ");
   $("anytime").innerHTML = linePlot(d.anytime.map((s) => ({ label: s.label, points: s.points })),
-    { width: 520, height: 280, xLabel: "seconds since start", yLabel: `best ${d.metric}`, step: true, id: "anytime-plot" });
+    { width: 600, height: 300, xLabel: "seconds since start", yLabel: `best ${d.metric}`, step: true, id: "anytime-plot" });
   renderCurves(d);
   renderParams(d);
   renderTrials();
@@ -82,7 +96,7 @@ function renderCurves(d) {
   const algorithms = [...new Set(d.curves.map((c) => c.algorithm))];
   const series = d.curves.map((c) => ({ label: c.algorithm, points: c.points,
     color: COLORS[algorithms.indexOf(c.algorithm) % COLORS.length] }));
-  $("curves").innerHTML = linePlot(series, { width: 520, height: 280, xLabel: "env steps", yLabel: "episode return",
+  $("curves").innerHTML = linePlot(series, { width: 600, height: 300, xLabel: "env steps", yLabel: "episode return",
     legend: algorithms.map((a, i) => ({ label: a, color: COLORS[i % COLORS.length] })), id: "curves-plot" });
 }
 
@@ -99,6 +113,7 @@ function sortValue(t, key) {
 
 function renderTrials() {
   const d = view.detail;
+  if (!view.sort.dir) view.sort.dir = d.mode === "min" ? 1 : -1;  // best trials first
   const { key, dir } = view.sort;
   const rows = [...d.trials].sort((a, b) => {
     const x = sortValue(a, key), y = sortValue(b, key);
@@ -229,8 +244,13 @@ $("experiments").addEventListener("click", (event) => {
 document.querySelector("#trials thead").addEventListener("click", (event) => {
   const key = event.target.dataset.key;
   if (!key || !view.detail) return;
-  view.sort = { key, dir: view.sort.key === key ? -view.sort.dir : (key === "score" || key === "end_s" ? -1 : 1) };
+  const best = view.detail.mode === "min" ? 1 : -1;
+  view.sort = { key, dir: view.sort.key === key ? -view.sort.dir : (key === "score" ? best : 1) };
   renderTrials();
 });
-window.addEventListener("hashchange", () => { view.detailText = ""; view.selected = selectedFromHash(); });
+window.addEventListener("hashchange", () => {
+  view.detailText = "";
+  view.sort = { key: "score", dir: 0 };
+  schedule(0);
+});
 refresh();

@@ -32,9 +32,9 @@ MAX_JSON_BYTES = 64 * 2**20
 MAX_PANELS = 24
 METADATA_KEYS = ("workload", "searcher", "dataset", "metric", "mode", "budget_s", "group", "label", "started",
                  "status", "curve_x", "curve_y", "group_by")
-CURVE_Y = ("env_runners/episode_return_mean", "episode_return_mean", "episode_reward_mean")
-CURVE_X = ("num_env_steps_sampled_lifetime", "env_runners/num_env_steps_sampled_lifetime", "timesteps_total",
-           "training_iteration")
+CURVE_Y = ("env_runners/episode_return_mean", "episode_return_mean", "episode_reward_mean", "episode_return")
+CURVE_X = ("num_env_steps_sampled_lifetime", "env_runners/num_env_steps_sampled_lifetime", "env_steps",
+           "timesteps_total", "training_iteration")
 MIN_WORDS = ("loss", "error", "mse", "rmse", "mae", "regret", "time")
 UNFINISHED = {"RUNNING", "PENDING", "PAUSED"}
 
@@ -262,6 +262,8 @@ class ExperimentStore:
         state, trials = self._trials(entry)
         meta = self._metadata(entry, state)
         metric, mode = meta.get("metric"), meta["mode"]
+        if not metric:  # a grid without a Tune metric (e.g. RL): score by the episode return if reported
+            metric = next((k for t in trials for k in CURVE_Y if k in t["last"]), None)
         started = self._started(entry, meta, trials)
         for t in trials:
             t["score"] = _number(t["last"].get(metric)) if metric else None
@@ -378,7 +380,8 @@ class ExperimentStore:
         for t, info in zip(candidates, infos):
             if info.type != pafs.FileType.File:
                 continue
-            algo = (t["config"].get(group_by) if group_by else None) or t["config"].get("algo") or t["trainable"]
+            algo_key = group_by or next((k for k in t["config"] if k == "algo" or k.endswith("/algo")), None)
+            algo = (t["config"].get(algo_key) if algo_key else None) or t["trainable"]
             curves.append({"trial_id": t["trial_id"], "algorithm": str(algo),
                            "points": self._read_results(info, x_keys, y_keys)})
         return curves

@@ -116,6 +116,40 @@ def test_api_lists_experiments_and_their_trials(dashboard):
     assert "x" in {p["name"] for p in detail["params"]}
 
 
+def flaky(config):
+    """Fails until the marker file exists: the first session errors, the restored one finishes."""
+    from ray import tune
+
+    if not Path(config["marker"]).exists():
+        raise RuntimeError("interrupted")
+    tune.report({"score": config["x"]})
+
+
+def test_restored_experiment_keeps_its_trials_and_time_axis(ray_session, tmp_path):
+    """An experiment resumed with Tuner.restore: one more session file, the trials finished, one time axis."""
+    from ray import tune
+
+    from serving.tune_dashboard.experiments import ExperimentStore
+
+    marker = tmp_path / "marker"
+    space = {"x": tune.grid_search([0.25, 0.5, 0.75]), "marker": str(marker)}
+    tune.Tuner(flaky, param_space=space, tune_config=tune.TuneConfig(metric="score", mode="max"),
+               run_config=tune.RunConfig(storage_path=str(tmp_path / "runs"), name="flaky", verbose=0)).fit()
+    store = ExperimentStore(str(tmp_path / "runs"))
+    (before,) = store.list_experiments()
+    assert before["trials_done"] == 3 and before["best_score"] is None  # all errored, nothing scored
+    marker.touch()
+    time.sleep(1.1)  # the restored session gets a new state file name (its timestamp has 1 s resolution)
+    tune.Tuner.restore(str(tmp_path / "runs" / "flaky"), trainable=flaky, resume_errored=True).fit()
+    store.listing_ttl_s = 0
+    (after,) = store.list_experiments()
+    assert after["sessions"] == 2 and after["started"] == pytest.approx(before["started"])
+    assert after["status"] == "finished" and after["best_score"] == pytest.approx(0.75)
+    detail = store.experiment("flaky")
+    assert sorted(t["score"] for t in detail["trials"]) == pytest.approx([0.25, 0.5, 0.75])
+    assert all(t["status"] == "TERMINATED" and t["end_s"] > 1 for t in detail["trials"])
+
+
 def test_empty_storage_is_an_empty_list(dashboard):
     response = httpx.get(f"{dashboard}/tune-empty/api/experiments", timeout=30)
     assert response.status_code == 200 and response.json() == []
