@@ -12,11 +12,11 @@ a replica that already holds that publisher's model. Models: `<registry>/news/<p
 The API key is an app arg (`api_key`) or $DLWILD_NEWS_API_KEY; without one, /news/corrections answers 503.
 """
 
-from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -79,15 +79,19 @@ class NewsSegmenter:
         self._probe = news.load_segmenter(*probe) if probe else news.build_model().eval()
 
     def publishers(self) -> dict[str, bool]:
-        """Publishers the app serves: trained ones (registry, builtin) and the page generator's (untrained)."""
+        """Publishers the app serves: trained ones (registry, builtin) and the page generator's (untrained).
+        Listed again at most every 30 s, so new registry models show up without a restart."""
         from workloads.pages.news import PUBLISHERS
 
+        if time.monotonic() - getattr(self, "_listed_at", -1e9) < 30:
+            return self._known
         known = {p: False for p in PUBLISHERS}
         for root in (BUILTIN_REGISTRY, self.registry):
             try:
                 known.update({p: True for p in list_models(root, "news") if p != "preclassifier"})
             except OSError:
                 continue
+        self._known, self._listed_at = known, time.monotonic()
         return known
 
     @serve.multiplexed(max_num_models_per_replica=3)

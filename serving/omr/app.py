@@ -9,7 +9,6 @@ The model is `<registry>/omr/<model>/<version>` (registry: app arg `registry`, e
 case every response and the health endpoint carry a warning.
 """
 
-from __future__ import annotations
 
 import asyncio
 import base64
