@@ -7,7 +7,8 @@ Prints:
 - pages/s per core (plain single-process loop, OpenCV on one thread) for music and news pages, clean and
   "printed and photographed", per wall second and per CPU second (the latter is immune to other users);
 - Ray Data shard writing with 2 workers vs 1 (target >= 1.7x on 2 cores) and vs the plain loop;
-- peak RSS of the whole Ray process tree while writing 100 vs 1000 pages (target <= 1.2x: shards stream);
+- peak RSS of the whole Ray process tree while writing 100 vs 1000 pages (target <= 1.2x: shards stream), and
+  the class imbalance of those 1000 pages;
 - batches (of 4 pages) until every class of the patch bank was seen, with and without margin patches.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 import os
 import shutil
 import sys
@@ -35,12 +37,13 @@ class BenchConfig:
     """Benchmark workloads.pages."""
 
     loop_pages: int = field(16, help="pages per kind for the plain-loop rate")
-    ray_pages: int = field(48, help="music pages for the 1-vs-2-workers comparison")
+    ray_pages: int = field(128, help="music pages for the 1-vs-2-workers comparison")
+    ray_shard: int = field(16, help="pages per shard (one Ray task) in that comparison")
     rss_small: int = field(100, help="pages of the small run of the memory comparison")
     rss_large: int = field(1000, help="pages of the large run of the memory comparison")
     rss_kind: str = field("music", help="kind used for the memory comparison")
-    patch_batch: int = field(4, help="pages per batch for the classes-seen count")
-    patch_max_batches: int = field(40, help="give up counting after this many batches")
+    patch_batch: int = field(1, help="pages per batch for the classes-seen count (DWD trains on one page a step)")
+    patch_max_batches: int = field(100, help="give up counting after this many batches")
     json: str = field(None, help="also write the figures to this JSON file")
 
 
@@ -89,30 +92,45 @@ def loop_rate(kind: str, n: int, degrade: float) -> tuple[float, float]:
     return n / (time.perf_counter() - t), n / (time.process_time() - c)
 
 
-def ray_rate(kind: str, n: int, workers: int, degrade: float, shard_size: int) -> float:
+def ray_rate(kind: str, n: int, workers: int, degrade: float, shard_size: int) -> tuple[float, float]:
+    """(pages per wall second, CPU seconds per wall second inside the render tasks: 1.0 = a core to itself)."""
     from workloads.pages.core import write_shards
 
     out = tempfile.mkdtemp(prefix="bench-pages-")
     try:
         t = time.perf_counter()
-        for _ in write_shards(out, kind, n, shard_size, seed=1, workers=workers, degrade=degrade):
-            pass
-        return n / (time.perf_counter() - t)
+        results = list(write_shards(out, kind, n, shard_size, seed=1, workers=workers, degrade=degrade))
+        wall = time.perf_counter() - t
+        return n / wall, sum(r["cpu_seconds"] for r in results) / sum(r["seconds"] for r in results)
     finally:
         shutil.rmtree(out)
 
 
-def peak_rss(kind: str, n: int) -> float:
+def peak_rss(kind: str, n: int) -> tuple[float, Counter]:
+    """Peak RSS (MiB) of the process tree while writing `n` pages, and their class histogram."""
     from workloads.pages.core import write_shards
 
     out = tempfile.mkdtemp(prefix="bench-pages-")
+    counts: Counter = Counter()
     try:
         with PeakRSS() as m:
-            for _ in write_shards(out, kind, n, 50, seed=2, workers=2):
-                pass
-        return m.peak / 2**20
+            for result in write_shards(out, kind, n, 50, seed=2, workers=2):
+                counts.update(json.loads(result["counts"]))
+        return m.peak / 2**20, counts
     finally:
         shutil.rmtree(out)
+
+
+def imbalance(counts: Counter) -> dict:
+    """How skewed a class histogram is, as the paper describes DeepScores'."""
+    total = sum(counts.values())
+    ranked = counts.most_common()
+    noteheads = sum(v for k, v in counts.items() if k.startswith("notehead"))
+    return dict(boxes=total, classes=len(counts), top1=[ranked[0][0], round(ranked[0][1] / total, 3)],
+                top10_share=round(sum(v for _, v in ranked[:10]) / total, 3),
+                notehead_share=round(noteheads / total, 3),
+                classes_under_0_1_percent=sum(v < total / 1000 for v in counts.values()),
+                rarest=[[k, v] for k, v in ranked[-5:]])
 
 
 def classes_seen(cfg: BenchConfig) -> dict:
@@ -153,18 +171,20 @@ def main(argv=None) -> None:
     rates: dict = {1: [], 2: [], "loop": []}
     for _ in range(2):  # alternate, keep the best of each: other users of the machine come and go
         for workers in (1, 2):
-            rates[workers].append(ray_rate("music", cfg.ray_pages, workers, 1.0, 4))
-        rates["loop"].append(loop_rate("music", cfg.ray_pages // 2, 1.0)[0])
-    one, two, loop = max(rates[1]), max(rates[2]), max(rates["loop"])
+            rates[workers].append(ray_rate("music", cfg.ray_pages, workers, 1.0, cfg.ray_shard))
+        rates["loop"].append(loop_rate("music", cfg.ray_pages // 4, 1.0)[0])
+    (one, eff1), (two, eff2), loop = max(rates[1]), max(rates[2]), max(rates["loop"])
     fig.update(ray_music_degraded_1_worker_pages_per_s=round(one, 2),
                ray_music_degraded_2_workers_pages_per_s=round(two, 2),
                speedup_2_vs_1_workers=round(two / one, 2), loop_same_run_pages_per_s=round(loop, 2),
-               ray_2_workers_vs_loop=round(two / loop, 2), ray_1_worker_vs_loop=round(one / loop, 2))
+               ray_2_workers_vs_loop=round(two / loop, 2), ray_1_worker_vs_loop=round(one / loop, 2),
+               task_cpu_per_wall_1_worker=round(eff1, 2), task_cpu_per_wall_2_workers=round(eff2, 2))
     print(json.dumps(fig), flush=True)
-    small = peak_rss(cfg.rss_kind, cfg.rss_small)
-    large = peak_rss(cfg.rss_kind, cfg.rss_large)
+    small, _ = peak_rss(cfg.rss_kind, cfg.rss_small)
+    large, counts = peak_rss(cfg.rss_kind, cfg.rss_large)
     fig.update(rss_kind=cfg.rss_kind, peak_rss_mb_small=round(small), peak_rss_mb_large=round(large),
-               rss_pages=[cfg.rss_small, cfg.rss_large], rss_ratio_large_vs_small=round(large / small, 3))
+               rss_pages=[cfg.rss_small, cfg.rss_large], rss_ratio_large_vs_small=round(large / small, 3),
+               class_imbalance_of_large_run=imbalance(counts))
     print(json.dumps(fig), flush=True)
     fig["batches_until_all_classes_seen"] = classes_seen(cfg)
     fig["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)

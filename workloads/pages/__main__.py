@@ -13,15 +13,13 @@ sample/coco.json and sample/contact_sheet.png. Schema: workloads/pages/README.md
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 import time
 from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.common import UsageError, field, fail, init_ray, parse_config, run_dir, write_json, write_summary
+from workloads.common import UsageError, field, fail, init_ray, parse_config, run_dir, write_summary
 from workloads.pages.core import KINDS, RARE_MODES, classes
 
 
@@ -31,7 +29,8 @@ class PagesConfig:
 
     kind: str = field("music", help="music | news")
     pages: int = field(100, help="number of pages")
-    out: str = field(None, help="output folder (default runs/pages/<timestamp>/); rerun it to resume")
+    out: str = field(None, help="output folder or URI (s3://, gs://, file://; default runs/pages/<timestamp>/); "
+                                "rerun it to resume")
     seed: int = field(0, help="run seed; page i depends only on (seed, i)")
     shard_size: int = field(50, help="pages per Parquet shard")
     workers: int = field(2, help="Ray Data render tasks running at once")
@@ -63,19 +62,27 @@ _CONTENT_KEYS = ("kind", "pages", "seed", "shard_size", "degrade", "rare", "marg
                  "bank_per_class")
 
 
-def _check_same_run(out, cfg: PagesConfig) -> None:
-    """Refuse to mix shards of different runs in one folder; record what defines this run's content."""
+def _check_same_run(shards_out: str, cfg: PagesConfig) -> None:
+    """Refuse to mix shards of different runs in one place; record what defines this run's content (run.json)."""
     import json
 
+    import pyarrow.fs as pafs
+
+    from workloads.pages.core import storage
+
     spec = {k: getattr(cfg, k) for k in _CONTENT_KEYS}
-    path = out / "run.json"
-    if path.exists():
-        old = json.loads(path.read_text())
+    fs, root = storage(shards_out)
+    path = f"{root}/run.json"
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        with fs.open_input_stream(path) as f:
+            old = json.loads(f.read())
         if old != spec:
             diff = ", ".join(f"{k}={old.get(k)!r}->{spec[k]!r}" for k in spec if old.get(k) != spec[k])
-            raise UsageError(f"{out} holds shards of a different run ({diff}); use another --out")
+            raise UsageError(f"{shards_out} holds shards of a different run ({diff}); use another --out")
     else:
-        write_json(path, spec)
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write((json.dumps(spec, indent=2) + "\n").encode())
 
 
 def build_augment(cfg: PagesConfig):
@@ -92,11 +99,14 @@ def build_augment(cfg: PagesConfig):
     return MarginPatches(bank, k=cfg.margin_patches, seed=cfg.seed)
 
 
-def class_histogram(out, kind: str) -> Counter:
+def class_histogram(shards_out: str, kind: str) -> Counter:
     """Label counts over every finished shard (reads only the labels column, one file at a time)."""
+    from workloads.pages.core import finished_shards
+
     counts: Counter = Counter()
-    for f in sorted(glob.glob(str(out / f"{kind}-*.parquet"))):
-        for labels in pq.read_table(f, columns=["labels"]).column("labels").to_pylist():
+    fs, files = finished_shards(shards_out, kind)
+    for f in files:
+        for labels in pq.read_table(f, columns=["labels"], filesystem=fs).column("labels").to_pylist():
             counts.update(labels)
     return counts
 
@@ -141,22 +151,24 @@ def run(cfg: PagesConfig) -> dict:
     from workloads.pages.core import write_shards
     from workloads.pages.export import export
 
-    out = run_dir("pages", cfg.out)
-    _check_same_run(out, cfg)
+    remote = bool(cfg.out) and "://" in cfg.out  # shards to a URI, summary and plots to a local run folder
+    out = run_dir("pages", None if remote else cfg.out)
+    shards_out = cfg.out if remote else str(out)
+    _check_same_run(shards_out, cfg)
     init_ray()
     t0 = time.perf_counter()
     augment = build_augment(cfg)
     bank_s = time.perf_counter() - t0
     written = skipped = pages = 0
     t1 = time.perf_counter()
-    for result in write_shards(str(out), cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers,
+    for result in write_shards(shards_out, cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers,
                                cfg.degrade, cfg.rare, augment):
         pages += int(result["pages"])
         written += not result["skipped"]
     wall = time.perf_counter() - t1
     n_shards = -(-cfg.pages // cfg.shard_size)
     skipped = n_shards - written
-    counts = class_histogram(out, cfg.kind)
+    counts = class_histogram(shards_out, cfg.kind)
     total = sum(counts.values())
     ranked = counts.most_common()
     summary = dict(
@@ -172,9 +184,9 @@ def run(cfg: PagesConfig) -> dict:
     )
     plot_histogram(counts, cfg.kind, out / "class_histogram.png")
     if cfg.sample:
-        summary["sample"] = export(str(out), str(out / "sample"), cfg.sample)
+        summary["sample"] = export(shards_out, str(out / "sample"), cfg.sample)
     write_summary(out, summary)
-    print(f"{cfg.kind}: {n_shards} shards in {out} ({written} written, {skipped} already there), "
+    print(f"{cfg.kind}: {n_shards} shards in {shards_out} ({written} written, {skipped} already there), "
           f"{summary['pages_per_s']} pages/s; alignment {summary['alignment']}")
     return summary
 

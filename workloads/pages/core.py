@@ -14,6 +14,7 @@ from collections import Counter
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from workloads.pages import degrade as _degrade
@@ -97,23 +98,38 @@ def shard_name(kind: str, shard: int) -> str:
     return f"{kind}-{shard:05d}.parquet"
 
 
+def storage(out: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path) for a local folder or a URI such as s3://bucket/pages or file:///data."""
+    if "://" in out:
+        return pafs.FileSystem.from_uri(out)
+    return pafs.LocalFileSystem(), os.path.abspath(out)
+
+
+def finished_shards(out: str, kind: str) -> tuple[pafs.FileSystem, list[str]]:
+    """The filesystem and sorted paths of the finished shards of `kind` under `out`."""
+    fs, root = storage(out)
+    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    return fs, sorted(i.path for i in infos if i.base_name.startswith(f"{kind}-") and i.base_name.endswith(".parquet"))
+
+
 def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: int, seed: int,
                 degrade: float = 0.0, rare: str = "none", augment=None) -> dict:
     """Render and write one shard atomically (temp name, then rename); skip it if it is already there."""
-    final = os.path.join(out_dir, shard_name(kind, shard))
-    if os.path.exists(final):
-        return dict(shard=shard, pages=0, seconds=0.0, skipped=True, counts="{}")
-    t0 = time.perf_counter()
+    fs, root = storage(out_dir)
+    final = f"{root}/{shard_name(kind, shard)}"
+    if fs.get_file_info(final).type != pafs.FileType.NotFound:
+        return dict(shard=shard, pages=0, seconds=0.0, cpu_seconds=0.0, skipped=True, counts="{}")
+    t0, c0 = time.perf_counter(), time.process_time()
     first, last = shard * shard_size, min(n_pages, (shard + 1) * shard_size)
     table = rows_to_table(kind, [render_page(kind, seed, i, degrade, rare) for i in range(first, last)])
     if augment is not None:
         table = augment(table)
     tmp = f"{final}.{os.getpid()}.tmp"  # per writer: an orphaned task of a killed run cannot clash with a rerun
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, final)
+    pq.write_table(table, tmp, compression="zstd", filesystem=fs)
+    fs.move(tmp, final)
     counts = Counter(label for labels in table.column("labels").to_pylist() for label in labels)
-    return dict(shard=shard, pages=table.num_rows, seconds=time.perf_counter() - t0, skipped=False,
-                counts=json.dumps(dict(counts)))
+    return dict(shard=shard, pages=table.num_rows, seconds=time.perf_counter() - t0,
+                cpu_seconds=time.process_time() - c0, skipped=False, counts=json.dumps(dict(counts)))
 
 
 def _write_batch(batch: dict, **kwargs) -> dict:
@@ -128,11 +144,14 @@ def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: i
     import ray
     from ray.data import TaskPoolStrategy
 
-    for stale in os.listdir(out_dir):  # a killed run may leave a temp file; never a half .parquet
-        if stale.endswith(".tmp") and ".parquet." in stale:
-            os.remove(os.path.join(out_dir, stale))
+    fs, root = storage(out_dir)
+    fs.create_dir(root, recursive=True)
+    for info in fs.get_file_info(pafs.FileSelector(root)):  # a killed run may leave a temp file, never a half shard
+        if info.base_name.endswith(".tmp") and ".parquet." in info.base_name:
+            fs.delete_file(info.path)
+    done = {p.rsplit("/", 1)[-1] for p in finished_shards(out_dir, kind)[1]}
     n_shards = -(-n_pages // shard_size)
-    todo = [s for s in range(n_shards) if not os.path.exists(os.path.join(out_dir, shard_name(kind, s)))]
+    todo = [s for s in range(n_shards) if shard_name(kind, s) not in done]
     if not todo:
         return
     ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))

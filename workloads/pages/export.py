@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from pathlib import Path
@@ -16,15 +15,18 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from workloads.common import UsageError, field, parse_config, write_json
-from workloads.pages.core import classes, decode_image
+from workloads.pages.core import KINDS, classes, decode_image, finished_shards
 
 
 def read_sample(shards_dir: str, n: int) -> list[dict]:
-    """The first `n` rows (by page index) of the finished shards in a folder."""
-    files = sorted(glob.glob(os.path.join(shards_dir, "*.parquet")))
+    """The first `n` rows (by page index) of the finished shards in a folder or URI."""
     rows: list[dict] = []
+    for kind in KINDS:
+        fs, files = finished_shards(shards_dir, kind)
+        if files:
+            break
     for f in files:
-        rows.extend(pq.read_table(f).to_pylist())
+        rows.extend(pq.read_table(f, filesystem=fs).to_pylist())
         if len(rows) >= n:
             break
     return sorted(rows, key=lambda r: r["page_index"])[:n]
@@ -87,12 +89,12 @@ def export(shards_dir: str, out_dir: str, n: int = 8) -> dict:
 class ExportConfig:
     """Export a sample of page shards to COCO JSON and a contact sheet PNG."""
 
-    shards: str = field(None, help="folder holding the .parquet shards")
-    out: str = field(None, help="output folder (default: <shards>/sample)")
+    shards: str = field(None, help="folder or URI holding the .parquet shards")
+    out: str = field(None, help="local output folder (default: <shards>/sample, or runs/pages/sample for a URI)")
     n: int = field(8, help="number of pages to export")
 
     def validate(self) -> None:
-        if not self.shards or not os.path.isdir(self.shards):
+        if not self.shards or ("://" not in self.shards and not os.path.isdir(self.shards)):
             raise UsageError(f"--shards {self.shards!r} is not a folder")
         if self.n < 1:
             raise UsageError("--n must be at least 1")
@@ -101,7 +103,8 @@ class ExportConfig:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(ExportConfig, argv, prog="python -m workloads.pages.export")
     try:
-        print(json.dumps(export(cfg.shards, cfg.out or os.path.join(cfg.shards, "sample"), cfg.n)))
+        default = os.path.join("runs", "pages", "sample") if "://" in cfg.shards else os.path.join(cfg.shards, "sample")
+        print(json.dumps(export(cfg.shards, cfg.out or default, cfg.n)))
     except UsageError as exc:
         from workloads.common import fail
 
