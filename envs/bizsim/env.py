@@ -32,8 +32,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import conversions
 
 from envs.bizsim import rules as R
-from envs.bizsim.rules import (BID, BUILD, MARKETING, NOOP, POACH, PRICE, PRODUCE, RESEARCH, UPGRADE, WAR,
-                               layout)
+from envs.bizsim.rules import BID, BUILD, MARKETING, POACH, PRICE, PRODUCE, RESEARCH, UPGRADE, WAR, layout
 
 _CONFIG_DEFAULTS = dict(n_firms=4, complexity=1, encoding="flat", mask=True, horizon=100, dominance=0.9,
                         reward_weights=None, render_mode=None)

@@ -176,8 +176,8 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
     P, U, F = lo.P, lo.U, lo.n_firms
     scale = {"cash": CASH0, "net_worth": CASH0, "inventory": 20.0, "slot_product": P, "slot_level": MAX_LEVEL,
              "slot_busy": BATCH_STEPS, "tech": MAX_TECH, "unit_cost": BASE_PRICE, "brand": BRAND_MAX,
-             "war": WAR_STEPS, "factories": U, "rival_war": WAR_STEPS, "demand": DEMAND_PER_FIRM * F, "resource_price": CASH0, "rival_net_worth": CASH0,
-             "rival_factories": U, "rival_brand": BRAND_MAX}
+             "war": WAR_STEPS, "factories": U, "demand": DEMAND_PER_FIRM * F, "resource_price": CASH0,
+             "rival_net_worth": CASH0, "rival_factories": U, "rival_brand": BRAND_MAX, "rival_war": WAR_STEPS}
     start, stop, shape = lo.obs_slices["_rival_block"]
     rivals = vector[start:stop].reshape(shape)
     out = {}
@@ -192,7 +192,8 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
             a, b, _ = spec
             out[name] = vector[a:b]
         out[name] = out[name] * scale.get(name, 1.0)
-    out["cash"], out["net_worth"], out["time"] = float(out["cash"][0]), float(out["net_worth"][0]), float(out["time"][0])
+    for name in ("cash", "net_worth", "time"):
+        out[name] = float(out[name][0])
     out["slot_product"] = np.rint(out["slot_product"]).astype(int) - 1       # -1 = empty slot
     out["slot_level"] = np.rint(out["slot_level"]).astype(int)
     out["slot_busy"] = np.rint(out["slot_busy"]).astype(int)
