@@ -24,6 +24,7 @@ VARIANTS = {
     "ppo_rllib_defaults": dict(algo="ppo", num_env_runners=2, num_envs_per_env_runner=1, train_batch_size=4000,
                                minibatch_size=128, num_epochs=30),
     "ppo_tuned": dict(algo="ppo"),                                       # workloads.rl defaults
+    "ppo_tuned_separate_vf_2_threads": dict(algo="ppo", vf_share_layers=False, torch_threads=2),
     "ppo_tuned_2_runners": dict(algo="ppo", num_env_runners=2, num_envs_per_env_runner=8),
     "ppo_tuned_4_envs": dict(algo="ppo", num_envs_per_env_runner=4),
     "dqn_tuned": dict(algo="dqn"),
@@ -49,7 +50,10 @@ def raw_env(seconds: float) -> float:
 def measure(name: str, overrides: dict, seconds: float) -> dict:
     from workloads.rl.train import RLConfig, build_algo_config
 
+    import torch
+
     cfg = RLConfig(**{"eval_interval": 0, "opponents": "L1,L2,L3", "stop_timesteps": 10**9, **overrides})
+    torch.set_num_threads(cfg.torch_threads)
     algo = build_algo_config(cfg, Path(tempfile.mkdtemp(prefix="bench-rl-"))).build_algo()
     try:
         result = algo.train()                                              # warm-up (and DQN's first samples)

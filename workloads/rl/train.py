@@ -47,6 +47,9 @@ class RLConfig:
     minibatch_size: int = field(0, help="PPO minibatch (0 = tuned default)")
     num_epochs: int = field(0, help="PPO epochs per batch (0 = tuned default)")
     rollout_fragment_length: int = field(0, help="env steps per sub-env per sample call (0 = auto)")
+    vf_share_layers: bool = field(True, help="PPO: one encoder for policy and value (halves the sampling forward)")
+    torch_threads: int = field(1, help="torch intra-op threads in the driver (1 is fastest for these small nets "
+                                       "on a busy 2-core machine)")
     as_test: bool = field(False, help="exit 1 unless the final evaluation win rate reaches --target-win-rate")
     target_win_rate: float = field(0.8, help="success criterion for --as-test")
     smoke_test: bool = field(False, help="a tiny run (~1 minute on 2 CPUs) that exercises every output")
@@ -127,7 +130,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
     env_config = {"game": game, "opponents": opponents, "learner_seats": cfg.learner_seats, "seed": cfg.seed,
                   "schedule": schedule}
     model_config = {"fcnet_hiddens": [128, 128], "fcnet_activation": "tanh" if cfg.algo == "ppo" else "relu",
-                    "vf_share_layers": False}
+                    "vf_share_layers": cfg.vf_share_layers}
     if cfg.encoding == "factorised":
         space = BizSimEnv(**game).action_space("firm_0")
         model_config["factorised"] = {"unit_row": space.unit_row.tolist(), "target_row": space.target_row.tolist(),
@@ -225,8 +228,10 @@ def iterate(cfg: RLConfig, run_dir: Path):
 
     Yields (algo, row). The caller decides when to stop; the final checkpoint is written by `finish`.
     """
+    import torch
     from ray.rllib.algorithms.algorithm import Algorithm
 
+    torch.set_num_threads(cfg.torch_threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint"
     config = build_algo_config(cfg, run_dir)
