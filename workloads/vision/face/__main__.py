@@ -24,6 +24,16 @@ import numpy as np
 from workloads.common import UsageError, field, init_ray, parse_config, run_dir, write_summary
 
 
+def _tasks(use_ray: bool):
+    """(remote, get, put): Ray tasks of one CPU each, or plain calls in this process."""
+    if not use_ray:
+        return (lambda fn: lambda *a: fn(*a)), (lambda x: x), (lambda x: x)
+    import ray
+
+    init_ray()
+    return (lambda fn: ray.remote(num_cpus=1)(fn).remote), ray.get, ray.put
+
+
 @dataclasses.dataclass
 class FaceConfig:
     """Train and evaluate the face-ID models on synthetic presentations (live vs screen/print attacks)."""
@@ -40,6 +50,8 @@ class FaceConfig:
     seed: int = field(0, help="seed of data and initialisation")
     registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
     publish: bool = field(True, help="write the trained bundle to the registry")
+    ray: bool = field(True, help="run renders and trainings as Ray tasks; --no-ray runs them one by one in this "
+                                 "process (no cluster, for debugging)")
     out: str = field(None, help="output folder (default runs/face/<timestamp>/)")
     smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
 
@@ -51,13 +63,13 @@ class FaceConfig:
             raise UsageError("--per-family must be at least 4 and --live at least 8 (experts and fusion both need data)")
 
 
-def _render(ray, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
+def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
     from workloads.vision.face import train
 
+    remote, get, _ = tasks
     todo = train.plan(live, per_family)
-    synth = ray.remote(num_cpus=1)(train.synth)
-    refs = [synth.remote(split, todo[i:i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)]
-    return train.concat(ray.get(refs))
+    synth = remote(train.synth)
+    return train.concat(get([synth(split, todo[i:i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)]))
 
 
 def _protocol(train_ds, test_ds, families, steps, seed, keep_models):
@@ -145,27 +157,26 @@ def main(argv: list[str] | None = None) -> dict:
                                   test_live=min(cfg.test_live, 32), test_per_family=min(cfg.test_per_family, 8),
                                   steps=min(cfg.steps, 40), aux_steps=min(cfg.aux_steps, 30), views=min(cfg.views, 3), chunk=min(cfg.chunk, 64))
     out = run_dir("face", cfg.out)
-    import ray
-
     from workloads.vision.common import registry_root, save_model
     from workloads.vision.face import data, models, motion, quality, train
 
-    init_ray()
+    tasks = _tasks(cfg.ray)
+    remote, get, put = tasks
     t0 = time.perf_counter()
-    train_ds = _render(ray, "train", cfg.live, cfg.per_family, cfg.chunk, cfg.seed)
-    test_ds = _render(ray, "test", cfg.test_live, cfg.test_per_family, cfg.chunk, cfg.seed + 1)
+    train_ds = _render(tasks, "train", cfg.live, cfg.per_family, cfg.chunk, cfg.seed)
+    test_ds = _render(tasks, "test", cfg.test_live, cfg.test_per_family, cfg.chunk, cfg.seed + 1)
     render_s = time.perf_counter() - t0
-    train_ref, test_ref = ray.put(train_ds), ray.put(test_ds)
-    proto = ray.remote(num_cpus=1)(_protocol)
-    runs = {"all families": proto.remote(train_ref, test_ref, list(data.FAMILIES), cfg.steps, cfg.seed, True)}
+    train_ref, test_ref = put(train_ds), put(test_ds)
+    proto = remote(_protocol)
+    runs = {"all families": proto(train_ref, test_ref, list(data.FAMILIES), cfg.steps, cfg.seed, True)}
     if cfg.lofo:
         for fam in data.FAMILIES:
             test_f = train.subset(test_ds, np.isin(test_ds["label"], ["live", fam]))
-            runs[f"without {fam}"] = proto.remote(train_ref, test_f, [f for f in data.FAMILIES if f != fam],
-                                                  cfg.steps, cfg.seed, False)
-    aux_ref = ray.remote(num_cpus=1)(_aux).remote(cfg.aux_steps, cfg.views, cfg.seed)
-    protocols = dict(zip(runs, ray.get(list(runs.values()))))
-    aux = ray.get(aux_ref)
+            runs[f"without {fam}"] = proto(train_ref, test_f, [f for f in data.FAMILIES if f != fam],
+                                           cfg.steps, cfg.seed, False)
+    aux_ref = remote(_aux)(cfg.aux_steps, cfg.views, cfg.seed)
+    protocols = dict(zip(runs, get(list(runs.values()))))
+    aux = get(aux_ref)
     main_run = protocols["all families"]
     live_q = train_ds["quality"][train_ds["label"] == "live"]
     limits = quality.guidance_limits(live_q)

@@ -19,7 +19,7 @@ from torch import nn
 
 TILE = 32
 EXPERTS = ("quality", "patch_low", "patch_high", "motion")  # the fusion tree's inputs, in this order
-FUSION_COLUMNS = (*EXPERTS, "mean")  # the experts' probabilities and their mean (a split on it uses all four)
+FUSION_COLUMNS = ("lowest", "second", "third", "highest", "mean")  # the experts' sorted probabilities and mean
 
 
 def _block(cin, cout):
@@ -203,12 +203,17 @@ def predict_motion(model: MotionLSTM, seqs: np.ndarray) -> np.ndarray:
 
 
 def fusion_input(probs: dict[str, np.ndarray]) -> np.ndarray:
-    """The tree's input (FUSION_COLUMNS): each expert's probability and their mean; every expert must be present."""
+    """The tree's input (FUSION_COLUMNS): the experts' probabilities sorted, and their mean.
+
+    Sorting makes the tree vote ("two experts above 0.7") instead of learning which expert happened to be
+    perfect on the training families: with expert identities, held-out families fooled the tree whenever they
+    fooled its favourite expert. Every column depends on every expert, and every expert must be present.
+    """
     missing = [e for e in EXPERTS if e not in probs]
     if missing:
         raise ValueError(f"fusion needs every expert's probability; missing {missing}")
     cols = np.stack([np.asarray(probs[e], np.float32).reshape(-1) for e in EXPERTS], 1)
-    return np.concatenate([cols, cols.mean(1, keepdims=True)], 1)
+    return np.concatenate([np.sort(cols, 1), cols.mean(1, keepdims=True)], 1)
 
 
 def fit_fusion(probs: dict[str, np.ndarray], spoof: np.ndarray, seed: int = 0, no_motion_share: float = 0.5):
@@ -221,9 +226,7 @@ def fit_fusion(probs: dict[str, np.ndarray], spoof: np.ndarray, seed: int = 0, n
     x = fusion_input(probs)
     rng = np.random.default_rng(seed)
     rows = rng.random(len(x)) < no_motion_share
-    x_still = x[rows].copy()
-    x_still[:, EXPERTS.index("motion")] = 0.5
-    x_still[:, -1] = x_still[:, :len(EXPERTS)].mean(1)
+    x_still = fusion_input(dict(probs, motion=np.full(len(x), 0.5)))[rows]
     return DecisionTreeClassifier(max_depth=4, min_samples_leaf=8, random_state=seed).fit(
         np.concatenate([x, x_still]), np.concatenate([spoof, spoof[rows]]))
 

@@ -22,6 +22,16 @@ import numpy as np
 
 from workloads.common import UsageError, field, init_ray, parse_config, run_dir, write_summary
 
+
+def _tasks(use_ray: bool):
+    """(remote, get, put): Ray tasks of one CPU each, or plain calls in this process."""
+    if not use_ray:
+        return (lambda fn: lambda *a: fn(*a)), (lambda x: x), (lambda x: x)
+    import ray
+
+    init_ray()
+    return (lambda fn: ray.remote(num_cpus=1)(fn).remote), ray.get, ray.put
+
 TASK, NAME, SERVED_REMEDY = "qc", "tubes", "oversample_aug"
 
 
@@ -40,6 +50,8 @@ class QCConfig:
     seed: int = field(0, help="seed of data and initialisation")
     registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
     publish: bool = field(True, help="write the served model to the registry")
+    ray: bool = field(True, help="run renders and trainings as Ray tasks; --no-ray runs them one by one in this "
+                                 "process (no cluster, for debugging)")
     out: str = field(None, help="output folder (default runs/qc/<timestamp>/)")
     smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
 
@@ -144,22 +156,21 @@ def main(argv: list[str] | None = None) -> dict:
                                   test_normal=min(cfg.test_normal, 1000), test_defects=min(cfg.test_defects, 10),
                                   steps=min(cfg.steps, 40), adversarial=min(cfg.adversarial, 40))
     out = run_dir("qc", cfg.out)
-    import ray
     from sklearn.metrics import roc_auc_score
 
     from workloads.vision.common import registry_root, save_model, torch_bytes
     from workloads.vision.qc import data, models
     from workloads.vision.qc.augment import Policy
 
-    init_ray()
+    remote, get, put = _tasks(cfg.ray)
     t0 = time.perf_counter()
     train = data.dataset(cfg.normal, cfg.defects, cfg.seed)[:2]
     test = data.dataset(cfg.test_normal, cfg.test_defects, cfg.seed + 1)
-    train_ref, test_ref = ray.put(train), ray.put(test)
-    task = ray.remote(num_cpus=1)(_remedy)
+    train_ref, test_ref = put(train), put(test)
+    task = remote(_remedy)
     cnn = [r for r in models.REMEDIES if r != "smote_features"]
-    refs = {r: task.remote(r, train_ref, test_ref, cfg.steps, cfg.seed, cfg.precision) for r in cnn}
-    results = dict(zip(refs, ray.get(list(refs.values()))))
+    refs = {r: task(r, train_ref, test_ref, cfg.steps, cfg.seed, cfg.precision) for r in cnn}
+    results = dict(zip(refs, get(list(refs.values()))))
     # SMOTE works on the baseline CNN's pooled features (the CNN never saw synthetic minority samples).
     base = results["none"]["model"]
     smote = models.fit_smote(models.pooled_features(base, train[0]), train[1], cfg.seed)
