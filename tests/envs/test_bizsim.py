@@ -26,6 +26,13 @@ def test_pettingzoo_api_and_seed(complexity, variant):
     api_test(env(complexity=complexity, **variant), num_cycles=100)
 
 
+@pytest.mark.parametrize("n_firms", [2, 8])
+@pytest.mark.parametrize("encoding", ["flat", "factorised"])
+def test_pettingzoo_api_other_firm_counts(n_firms, encoding):
+    parallel_api_test(parallel_env(n_firms=n_firms, complexity=2, encoding=encoding), num_cycles=300)
+    api_test(env(n_firms=n_firms, complexity=2, encoding=encoding), num_cycles=100)
+
+
 def test_defaults_and_sizes():
     e = parallel_env()
     assert (e.n_firms, e.complexity, e.encoding, e.masked) == (4, 1, "flat", True)
