@@ -393,11 +393,15 @@ class BizSimEnv(ParallelEnv):
         """Per acting firm: (firm, what, unit, target); invalid ones are counted and dropped (no-op)."""
         plan = []
         idx = self.agent_index
+        if not idx.keys() >= actions.keys():
+            raise ValueError(f"actions for unknown agents {sorted(set(actions) - set(idx))}")
         if self.encoding == "flat":
-            mask = self._flat_mask
+            mask, n = self._flat_mask, self.n_actions
             for a, x in actions.items():
                 i = idx[a]
                 if x and self.alive_b[i]:
+                    if not 0 <= x < n:
+                        raise ValueError(f"action {x!r} of {a} is outside Discrete({n})")
                     if mask[i, x]:
                         plan.append((i, int(x), -1, -1))
                     else:
@@ -410,6 +414,9 @@ class BizSimEnv(ParallelEnv):
             w, u, t = int(x[0]), int(x[1]), int(x[2])
             if not w or not self.alive_b[i]:
                 continue
+            if not (0 <= w < lo.n_actions and 0 <= u < U and 0 <= t < self.n_firms - 1):
+                nvec = [int(v) for v in self.action_space(a).nvec]
+                raise ValueError(f"action {[w, u, t]} of {a} is outside MultiDiscrete({nvec})")
             ur = self._unit_row[w]
             ok = fm[i, w] and (ur < 0 or fm[i, lo.n_actions + ur * U + u])
             if self._verb[w] == POACH:

@@ -283,3 +283,16 @@ def test_pickled_copy_continues_identically():
         assert np.array_equal(a_obs[agent]["observations"], b_obs[agent]["observations"])
     twin.cash[0] += 1.0                  # the views of a copy write into its own state matrix
     assert twin.S[0, 0] == twin.cash[0] != e.S[0, 0]
+
+
+def test_out_of_range_actions_are_refused():
+    e = parallel_env()
+    e.reset(seed=0)
+    with pytest.raises(ValueError, match="Discrete"):
+        e.step({a: 999 for a in e.agents})
+    with pytest.raises(ValueError, match="unknown agents"):
+        e.step({"firm_9": 0})
+    f = parallel_env(encoding="factorised")
+    f.reset(seed=0)
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        f.step({a: np.array([1, 99, 0]) for a in f.agents})
