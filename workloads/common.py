@@ -30,9 +30,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
-    """A dataclass field whose `help` becomes the flag's help text."""
-    metadata = {"help": help}
+def field(default: Any = dataclasses.MISSING, help: str = "", choices: list | tuple | None = None,  # noqa: A002
+          **kwargs: Any) -> Any:
+    """A dataclass field whose `help` (and `choices`, if given) become the flag's help text and allowed values."""
+    metadata = {"help": help, "choices": choices}
     if default is not dataclasses.MISSING and isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
