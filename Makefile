@@ -27,5 +27,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks
 
+tensorboard: $(STAMP)
+	$(BIN)/python -m cluster tensorboard --logdir runs
+
 clean:
 	rm -rf $(VENV) .pytest_cache

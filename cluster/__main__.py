@@ -7,6 +7,7 @@ How to run:
     python -m cluster status             # dashboard URL, resources, jobs
     python -m cluster down               # stop exactly what `up` started
     python -m cluster validate cluster/kuberay/*.yaml serving/config.yaml
+    python -m cluster tensorboard        # TensorBoard over runs/ on http://127.0.0.1:6006
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _fail(message: str) -> NoReturn:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        _fail(f"{message} (see --help; usage: python -m cluster up|down|status|submit|validate)")
+        _fail(f"{message} (see --help; usage: python -m cluster up|down|status|submit|validate|tensorboard)")
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -126,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check launcher YAML, KubeRay manifests and Serve configs offline")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=_cmd_validate)
+    sub.add_parser("tensorboard", help="serve TensorBoard over the run folder on 127.0.0.1 (--logdir, --port)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tensorboard"]:  # its flags belong to cluster.tensorboard, not to this parser
+        from cluster import tensorboard
+
+        return tensorboard.main(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 
