@@ -84,7 +84,8 @@ function renderDetail() {
     `${d.trials_done} of ${d.trials_total} trials done`, d.sessions > 1 ? `restored ${d.sessions - 1}×` : "",
     `folder ${d.path}`].filter(Boolean).join(" · ");
   $("anytime").innerHTML = linePlot(d.anytime.map((s) => ({ label: s.label, points: s.points })),
-    { width: 600, height: 300, xLabel: "seconds since start", yLabel: `best ${d.metric}`, step: true, id: "anytime-plot" });
+    { width: 600, height: 300, xLabel: "seconds since start", yLabel: `best ${d.metric}`, step: true, id: "anytime-plot",
+      legendBottom: d.mode !== "min" });
   renderCurves(d);
   renderParams(d);
   renderTrials();
@@ -155,7 +156,7 @@ function extent(values) {
 }
 
 function frame(o, xs, ys) {
-  const m = { l: 52, r: 12, t: 10, b: 34 };
+  const m = { l: 52, r: 12, t: 10, b: o.rotate ? 58 : 34 };
   const w = o.width - m.l - m.r, h = o.height - m.t - m.b;
   const [x0, x1] = o.xDomain || extent(xs), [y0, y1] = extent(ys);
   const sx = (v) => m.l + ((o.xMap ? o.xMap(v) : v) - x0) / (x1 - x0) * w;
@@ -170,7 +171,11 @@ function frame(o, xs, ys) {
       svg += `<text x="${sx(t)}" y="${m.t + h + 14}" text-anchor="middle">${fmt(t, 3)}</text>`;
     }
   } else {
-    for (const [v, label] of o.xTicks) svg += `<text x="${sx(v)}" y="${m.t + h + 14}" text-anchor="middle">${esc(label)}</text>`;
+    for (const [v, label] of o.xTicks) {
+      svg += o.rotate  // many categories: slanted labels that do not overlap
+        ? `<text transform="translate(${sx(v)} ${m.t + h + 10}) rotate(-40)" text-anchor="end">${esc(label)}</text>`
+        : `<text x="${sx(v)}" y="${m.t + h + 14}" text-anchor="middle">${esc(label)}</text>`;
+    }
   }
   svg += `<line class="axis" x1="${m.l}" x2="${m.l + w}" y1="${m.t + h}" y2="${m.t + h}"/>`;
   svg += `<line class="axis" x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${m.t + h}"/>`;
@@ -198,11 +203,15 @@ function linePlot(series, o) {
     });
     if (o.step) d += `H${f.m.l + f.w}`;
     body += `<path class="series" d="${d}" fill="none" stroke="${color}" stroke-width="${o.step ? 2 : 1.2}" opacity="0.9"/>`;
-    if (o.step) for (const [x, y] of s.points) body += `<circle cx="${f.sx(x)}" cy="${f.sy(y)}" r="2.2" fill="${color}"/>`;
+    if (o.step) {  // a dot where the best so far improved
+      s.points.forEach(([x, y], i) => {
+        if (i === 0 || y !== s.points[i - 1][1]) body += `<circle cx="${f.sx(x)}" cy="${f.sy(y)}" r="2.5" fill="${color}"/>`;
+      });
+    }
   });
   const legend = o.legend || labels.map((l, i) => ({ label: l, color: COLORS[i % COLORS.length] }));
   legend.forEach((e, i) => {
-    const y = f.m.t + 12 + i * 14;
+    const y = o.legendBottom ? f.m.t + f.h - 8 - (legend.length - 1 - i) * 14 : f.m.t + 12 + i * 14;
     body += `<rect x="${f.m.l + f.w - 120}" y="${y - 8}" width="10" height="10" fill="${e.color}"/>`;
     body += `<text x="${f.m.l + f.w - 106}" y="${y + 1}">${esc(e.label)}</text>`;
   });
@@ -212,8 +221,8 @@ function linePlot(series, o) {
 function scatterPanel(param, scores, metric) {
   const pairs = param.values.map((v, i) => [v, scores[i]]).filter(([v, s]) => v !== null && s !== null);
   const o = { width: 240, height: 170, xLabel: param.name, yLabel: metric };
-  const open = `<svg class="param" xmlns="http://www.w3.org/2000/svg" width="${o.width}" height="${o.height}">`;
-  if (!pairs.length) return `${open}<text x="120" y="85" text-anchor="middle">${esc(param.name)}: no scores yet</text></svg>`;
+  const open = () => `<svg class="param" xmlns="http://www.w3.org/2000/svg" width="${o.width}" height="${o.height}">`;
+  if (!pairs.length) return `${open()}<text x="120" y="85" text-anchor="middle">${esc(param.name)}: no scores yet</text></svg>`;
   let xs;
   if (param.kind === "numeric") {
     xs = pairs.map(([v]) => v);
@@ -226,13 +235,15 @@ function scatterPanel(param, scores, metric) {
   } else {
     const cats = [...new Set(pairs.map(([v]) => v))].sort();
     o.xDomain = [-0.5, cats.length - 0.5];
-    o.xTicks = cats.map((c, i) => [i, c.length > 10 ? c.slice(0, 9) + "…" : c]);
+    o.rotate = cats.length > 4;
+    o.height += o.rotate ? 24 : 0;
+    o.xTicks = cats.map((c, i) => [i, c.length > 12 ? c.slice(0, 11) + "…" : c]);
     xs = pairs.map(([v], i) => cats.indexOf(v) + ((i * 0.6180339) % 1 - 0.5) * 0.5);  // deterministic jitter
   }
   const f = frame(o, xs, pairs.map(([, s]) => s));
   let body = f.svg;
   pairs.forEach(([, s], i) => { body += `<circle cx="${f.sx(xs[i])}" cy="${f.sy(s)}" r="2.5" fill="#2563eb" opacity="0.6"/>`; });
-  return `${open}${body}</svg>`;
+  return `${open()}${body}</svg>`;
 }
 
 // ---- events -------------------------------------------------------------------------------------------------

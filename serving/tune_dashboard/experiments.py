@@ -183,8 +183,10 @@ class ExperimentStore:
                 children = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
             except OSError:
                 continue
+            # Oldest session first, by the session timestamp in the name: a restore re-uploads the older
+            # files, so their mtimes say nothing.
             states = sorted((c for c in children if c.type == pafs.FileType.File and STATE_RE.match(c.base_name)),
-                            key=lambda c: (c.mtime_ns or 0, c.base_name))
+                            key=lambda c: c.base_name)
             if states:
                 rel = folder[len(self.root):].strip("/")
                 name = rel.replace("/", ".") if rel else folder.rstrip("/").rsplit("/", 1)[-1]

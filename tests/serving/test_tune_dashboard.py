@@ -150,6 +150,29 @@ def test_restored_experiment_keeps_its_trials_and_time_axis(ray_session, tmp_pat
     assert all(t["status"] == "TERMINATED" and t["end_s"] > 1 for t in detail["trials"])
 
 
+def rl_like(config):
+    """Reports what workloads.rl.compare reports per iteration: env steps and the mean episode return."""
+    from ray import tune
+
+    for it in range(1, 5):
+        tune.report({"env_steps": 1000.0 * it, "episode_return": config["cell"]["gain"] * it})
+
+
+def test_rl_grid_has_learning_curves_per_algorithm(ray_session, tmp_path):
+    from ray import tune
+
+    from serving.tune_dashboard.experiments import ExperimentStore
+
+    cells = [{"algo": "ppo", "gain": 2.0}, {"algo": "dqn", "gain": 1.0}]
+    tune.Tuner(rl_like, param_space={"cell": tune.grid_search(cells)},
+               run_config=tune.RunConfig(storage_path=str(tmp_path), name="grid", verbose=0)).fit()
+    detail = ExperimentStore(str(tmp_path)).experiment("grid")
+    curves = {c["algorithm"]: c["points"] for c in detail["curves"]}
+    assert curves == {"ppo": [[1000.0 * i, 2.0 * i] for i in range(1, 5)],
+                      "dqn": [[1000.0 * i, 1.0 * i] for i in range(1, 5)]}
+    assert detail["metric"] == "episode_return" and detail["best_score"] == 8.0  # no Tune metric: the return
+
+
 def test_empty_storage_is_an_empty_list(dashboard):
     response = httpx.get(f"{dashboard}/tune-empty/api/experiments", timeout=30)
     assert response.status_code == 200 and response.json() == []
