@@ -95,7 +95,8 @@ def test_fusion_uses_every_expert():
 def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
     from workloads.vision.face.__main__ import main
 
-    summary = main(["--smoke-test", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
+    summary = main(["--smoke-test", "--live", "32", "--per-family", "8", "--test-live", "16", "--test-per-family", "4",
+                    "--views", "1", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["in_distribution"]["ensemble"]["acer"] == summary["in_distribution"]["ensemble"]["acer"]
     assert set(saved["leave_one_family_out"]) == set(data.FAMILIES)

@@ -4,7 +4,7 @@ Remedies compared (the minority is about 1 % of the training images):
 - `none`: plain training, uniform batches (the baseline);
 - `class_weights`: the BCE weighs defects by n_normal / n_defect;
 - `oversample_aug`: half of every batch are defects, each a fresh augmentation (`augment.Policy`);
-- `smote_features`: SMOTE (imbalanced-learn) on the baseline CNN's pooled features, then logistic regression;
+- `smote_features`: SMOTE (imbalanced-learn) on hand-crafted blob and line features, then logistic regression;
 - `synthesis`: more defect images from the generator (like GAN synthesis, but from the same generator as the
   test defects, so it is optimistic).
 They are compared by minority recall at precision 0.9.
@@ -91,13 +91,27 @@ def predict(model: DefectCNN, images: np.ndarray, batch: int = 512) -> np.ndarra
                            for i in range(0, len(images), batch)])
 
 
-@torch.no_grad()
-def pooled_features(model: DefectCNN, images: np.ndarray, batch: int = 512) -> np.ndarray:
-    return np.concatenate([model.pooled(to_tensor(images[i:i + batch])).numpy() for i in range(0, len(images), batch)])
+def handcrafted_features(images: np.ndarray) -> np.ndarray:
+    """Blob and line detector responses (LoG at two scales, thin horizontal and vertical lines) of the high-passed
+    image: per filter the strongest response, the mean of the top 5 and of the top 20, plus the overall spread."""
+    import cv2
+
+    kernels = [cv2.getDerivKernels(2, 0, 5), cv2.getDerivKernels(0, 2, 5)]
+    out = []
+    for img in images:
+        hp = img - cv2.blur(img, (5, 5))
+        resp = [cv2.GaussianBlur(hp, (0, 0), s) for s in (0.8, 1.6)]
+        resp += [cv2.sepFilter2D(hp, cv2.CV_32F, kx, ky) for kx, ky in kernels]
+        feats = []
+        for r in resp:
+            top = np.sort(np.abs(r[4:-4, 4:-4]).ravel())[::-1]
+            feats += [top[0], top[:5].mean(), top[:20].mean()]
+        out.append(feats + [hp.std()])
+    return np.asarray(out, np.float32)
 
 
 def fit_smote(features: np.ndarray, labels: np.ndarray, seed: int = 0):
-    """SMOTE on CNN features, then a scaled logistic regression (an imbalanced-learn pipeline)."""
+    """SMOTE on features, then a scaled logistic regression (an imbalanced-learn pipeline)."""
     from imblearn.over_sampling import SMOTE
     from imblearn.pipeline import make_pipeline
     from sklearn.linear_model import LogisticRegression

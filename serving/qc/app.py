@@ -1,0 +1,123 @@
+"""`/qc`: visual inspection of transparent tubes: defect probability, guided-backprop saliency, adversarial flag.
+
+    POST /qc/inspect[?saliency=true]   body: a PNG or JPEG image (raw bytes or multipart field `file`)
+                                       -> defect probability and verdict, saliency PNG (base64), adversarial flag
+    GET  /qc/health                    runs the model; says whether it is trained
+    GET  /qc/model                     the model's registry metadata
+
+The model is `<registry>/qc/tubes/<version>`, else the small model committed in workloads/vision/builtin, else an
+untrained network, in which case every response and the health check say so. The adversarial flag thresholds
+the local spatial entropy of the first layer's feature maps (workloads/vision/qc/models.py). The model was
+trained on synthetic tubes only; images are turned to gray and resized to its input size.
+"""
+
+
+import asyncio
+import base64
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, Request
+from ray import serve
+
+from serving.common import batch_options, deployment_options, read_image
+from workloads.vision.common import MAX_PIXELS, find_model
+
+api = FastAPI(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
+UNTRAINED = "untrained fallback model: no qc model in the registry or builtin; outputs are meaningless"
+SYNTHETIC = "model trained on synthetic tube images only"
+
+
+@serve.deployment
+@serve.ingress(api)
+class QCInspector:
+    def __init__(self, registry: str | None = None, version: str = "latest", max_pixels: int = MAX_PIXELS,
+                 threads: int = 1, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
+        import torch
+
+        from workloads.vision.common import torch_state
+        from workloads.vision.qc import data, models
+
+        torch.set_num_threads(threads)
+        self.model = models.DefectCNN()
+        found = find_model("qc", "tubes", version, registry)
+        if found:
+            files, self.meta = found
+            self.model.load_state_dict(torch_state(files["weights.pt"]))
+        else:
+            self.meta = dict(task="qc", name="tubes", version=None, size=data.SIZE, decision_threshold=0.5,
+                             entropy_scale=[1.0] * self.model.stem[0].out_channels, entropy_threshold=float("inf"))
+        self.model.eval()
+        self.trained = bool(found)
+        self.size = int(self.meta["size"])
+        self.max_pixels = max_pixels
+        self.inspect_batch.set_max_batch_size(max_batch_size)
+        self.inspect_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def _info(self) -> dict[str, Any]:
+        return dict(name=self.meta.get("name"), version=self.meta.get("version"), trained=self.trained,
+                    code_version=self.meta.get("code_version"), note=SYNTHETIC)
+
+    def _run(self, images: list[np.ndarray]) -> list[dict]:
+        from workloads.vision.qc import models
+        from workloads.vision.qc.__main__ import saliency_overlay
+
+        x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+                      for im in images])
+        probs = models.predict(self.model, x)
+        entropy = models.spatial_entropy(self.model, x, self.meta["entropy_scale"])
+        sal = models.guided_backprop(self.model, x)
+        out = []
+        for img, p, e, s in zip(x, probs, entropy, sal):
+            png = cv2.imencode(".png", saliency_overlay(img, s))[1].tobytes()
+            out.append(dict(p=float(p), entropy=float(e), saliency=base64.b64encode(png).decode()))
+        return out
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def inspect_batch(self, images: list[np.ndarray]) -> list[dict]:
+        return await asyncio.to_thread(self._run, images)
+
+    @api.post("/inspect")
+    async def inspect(self, request: Request, saliency: bool = True) -> dict[str, Any]:
+        img, _ = await read_image(request, self.max_pixels)
+        r = await self.inspect_batch(img)
+        threshold, e_thr = float(self.meta["decision_threshold"]), float(self.meta["entropy_threshold"])
+        body: dict[str, Any] = dict(
+            model=self._info(), defect_probability=round(r["p"], 5), defect=r["p"] >= threshold,
+            decision_threshold=threshold,
+            adversarial=dict(flag=r["entropy"] > e_thr, spatial_entropy=round(r["entropy"], 4),
+                             threshold=e_thr if np.isfinite(e_thr) else None),
+            input_size=[int(img.shape[1]), int(img.shape[0])])
+        if saliency:
+            body["saliency_png"] = r["saliency"]
+        if not self.trained:
+            body["warning"] = UNTRAINED
+        return body
+
+    @api.get("/health")
+    def health(self) -> dict[str, Any]:
+        self.check_health()
+        body = dict(status="ok", model=self._info())
+        if not self.trained:
+            body["warning"] = UNTRAINED
+        return body
+
+    @api.get("/model")
+    def model_info(self) -> dict[str, Any]:
+        return dict(self.meta, trained=self.trained)
+
+    def check_health(self) -> None:
+        """Serve's health check: the model must still run (on a blank image)."""
+        self._run([np.full((self.size, self.size), 128, np.uint8)])
+
+
+def build_app(args: dict[str, Any] | None = None):
+    """Serve app builder; args (all optional): registry, version, max_batch_size, batch_wait_timeout_s, threads,
+    num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests, max_ongoing_requests,
+    max_queued_requests, max_pixels."""
+    args = dict(args or {})
+    batch = batch_options(args)
+    return QCInspector.options(**deployment_options(args, batch["max_batch_size"], num_cpus=0.1)).bind(
+        registry=args.get("registry"), version=args.get("version", "latest"),
+        max_pixels=int(args.get("max_pixels", MAX_PIXELS)), threads=int(args.get("threads", 1)), **batch)
