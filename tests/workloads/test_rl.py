@@ -137,6 +137,15 @@ def test_ppo_trains_restores_and_serves(ppo_checkpoint):
     assert isinstance(action, int) and obs["learner_0"]["action_mask"][action] == 1
 
 
+def test_policy_loads_from_a_relative_checkpoint_path(ppo_checkpoint, monkeypatch):
+    """`evaluate --checkpoint runs/...` passes a relative path; RLlib's loader wants an absolute one."""
+    from workloads.rl.policy import policy_from_checkpoint
+
+    monkeypatch.chdir(ppo_checkpoint.parent)
+    act = policy_from_checkpoint(ppo_checkpoint.name)
+    assert callable(act)
+
+
 def test_dqn_trains_two_iterations_multi_agent_with_masks(ray_session, tmp_path):
     cfg, config = tiny(tmp_path, algo="dqn", learner_seats=2, train_batch_size=64)
     config.training(num_steps_sampled_before_learning_starts=64)

@@ -29,7 +29,7 @@ def module_dir(path) -> Path:
 def load_module(path):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(str(module_dir(path)))
+    module = RLModule.from_checkpoint(str(module_dir(path).resolve()))  # RLlib wants an absolute path or URI
     module.eval()
     return module
 
