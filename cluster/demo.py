@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     Path(os.environ["DLWILD_RUNS"]).mkdir(parents=True, exist_ok=True)
     (Path(os.environ["DLWILD_RUNS"]) / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     print("\n== dlwild demo summary ==")
-    print(f"Ray dashboard: {state.dashboard_url}" + ("" if args.keep or not started else " (stopped now)"))
+    http = (yaml.safe_load(SERVE_CONFIG.read_text()) or {}).get("http_options", {})
+    stopped = "" if args.keep or not started else " (stopped now; `python -m cluster.demo --keep` leaves them up)"
+    print(f"Ray dashboard:  {state.dashboard_url}{stopped}")
+    print(f"Tune dashboard: http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/tune   "
+          "(TensorBoard: python -m cluster tensorboard -> http://127.0.0.1:6006)")
     for job in job_results:
         print(f"  job {job['workload']:<10} {job['status']:<10} {job['seconds']:>6.0f} s  {job['submission_id']}")
     for app in serve_results:
