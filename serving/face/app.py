@@ -25,7 +25,7 @@ from ray import serve
 from starlette.datastructures import UploadFile
 
 from serving.common import IMAGE_TYPES, batch_options, deployment_options, read_body
-from workloads.vision.common import MAX_PIXELS, ImageError, decode_image
+from workloads.vision.common import ImageError, decode_image
 
 api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
