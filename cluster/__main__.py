@@ -50,7 +50,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_down(_args: argparse.Namespace) -> int:
     from cluster import head
 
-    if not head.is_running(head.load_state()) and head.load_state() is None:
+    if head.load_state() is None:
         print("nothing to stop: no cluster started by `python -m cluster up`")
         return 0
     try:

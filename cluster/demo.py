@@ -40,7 +40,7 @@ def run_jobs(dashboard_url: str, workloads: list[str], timeout_s: float) -> list
             client.stop_job(submission_id)
             status = "TIMEOUT"
         logs = client.get_job_logs(submission_id)
-        tail = [line for line in logs.strip().splitlines()[-3:]]
+        tail = logs.strip().splitlines()[-3:]
         print(f"[demo] {name}: {status} in {time.monotonic() - start:.0f} s", flush=True)
         results.append({"workload": name, "submission_id": submission_id, "status": str(status),
                         "seconds": round(time.monotonic() - start, 1), "log_tail": tail})
