@@ -60,6 +60,23 @@ def test_dwd_loss_falls_and_schedule(music_pages):
     assert np.mean(losses[-3:]) < 0.7 * losses[0]
 
 
+def test_symbol_crops_balance_classes(music_pages):
+    """Crops centred on a uniformly drawn class show the page's rarest class far more often than uniform crops."""
+    names = classes("music")
+    row = music_pages[0]
+    img = png_gray(row["image"])
+    page = dict(image=img, **dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape))
+    ids, counts = np.unique(page["cls"][page["cls"] > 0], return_counts=True)
+    rarest = ids[np.argmin(counts)]
+
+    def share(on_symbol):
+        rng = np.random.default_rng(0)
+        return np.mean([(crop(rng, page, 128, on_symbol)["cls"] == rarest).any() for _ in range(300)])
+
+    assert share(1.0) > 2 * share(0.0)
+    assert share(1.0) >= 0.5 / len(ids)  # drawn uniformly among the page's classes, plus neighbours' crops
+
+
 def test_dwd_decodes_its_own_targets(music_pages):
     """Detections read off perfect maps find most symbols: the decoding matches the target encoding."""
     from workloads.vision.metrics import coco_map

@@ -40,6 +40,8 @@ class VisionConfig:
     batch_size: int = field(8, help="crops per step")
     crop: int = field(256, help="crop side in pixels (of the model's input)")
     crops_per_page: int = field(8, help="crops cut from each streamed page")
+    symbol_crops: float = field(0.0, help="omr: share of crops centred on a symbol of a class drawn uniformly "
+                                         "from the page's classes (class-balanced sampling)")
     pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time")
     lr: float = field(3e-3, help="peak learning rate (one-cycle)")
     workers: int = field(1, help="Ray Train workers")
@@ -62,8 +64,10 @@ class VisionConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
         if self.crop < 32 or self.crop % 16:
             raise UsageError("--crop must be a multiple of 16, at least 32")
-        if not 0 <= self.degrade <= 1 or self.num_gpus < 0 or self.margin_patches < 0:
-            raise UsageError("--degrade is a fraction; --num-gpus and --margin-patches must not be negative")
+        if not (0 <= self.degrade <= 1 and 0 <= self.symbol_crops <= 1):
+            raise UsageError("--degrade and --symbol-crops are fractions between 0 and 1")
+        if self.num_gpus < 0 or self.margin_patches < 0:
+            raise UsageError("--num-gpus and --margin-patches must not be negative")
         try:
             check_name(self.name)
             for p in filter(None, self.publishers.split(",")):

@@ -51,13 +51,27 @@ def news_features(batch: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------- Train worker side
-def crop(rng: np.random.Generator, page: dict, size: int) -> dict:
-    """A random `size` px crop of a page and the matching window of every target map (white / 0 padding)."""
+def crop(rng: np.random.Generator, page: dict, size: int, on_symbol: float = 0.0) -> dict:
+    """A `size` px crop of a page and the matching window of every target map (white / 0 padding).
+
+    With probability `on_symbol` (DWD pages only) the crop is centred, give or take a quarter crop, on a pixel of
+    a symbol class drawn uniformly from the classes on the page: rare symbols are then seen as often as staves
+    and note heads, which a uniformly placed crop cannot offer. Otherwise the crop is placed uniformly.
+    """
     img = page["image"]
     h, w = img.shape
     s = OUT_STRIDE
-    y = int(rng.integers(0, max(1, h - size + 1))) // s * s
-    x = int(rng.integers(0, max(1, w - size + 1))) // s * s
+    y, x = int(rng.integers(0, max(1, h - size + 1))), int(rng.integers(0, max(1, w - size + 1)))
+    if "cls" in page and on_symbol > 0 and rng.random() < on_symbol:
+        present = np.unique(page["cls"])
+        present = present[present > 0]
+        if present.size:
+            ys, xs = np.nonzero(page["cls"] == rng.choice(present))
+            k = int(rng.integers(len(ys)))
+            jitter = rng.integers(-(size // 4), size // 4 + 1, 2)
+            y = int(np.clip(ys[k] * s - size // 2 + jitter[0], 0, max(0, h - size)))
+            x = int(np.clip(xs[k] * s - size // 2 + jitter[1], 0, max(0, w - size)))
+    y, x = y // s * s, x // s * s
     out = {"image": np.full((size, size), 255, np.uint8)}
     part = img[y:y + size, x:x + size]
     out["image"][:part.shape[0], :part.shape[1]] = part
@@ -102,7 +116,7 @@ def train_loop(config: dict) -> None:
     while step < steps:
         for batch in shard.iter_batches(batch_size=config["pages_per_batch"], batch_format="numpy",
                                         prefetch_batches=1):
-            pool = [crop(rng, page, config["crop"]) for page in _pages(batch)
+            pool = [crop(rng, page, config["crop"], config["symbol_crops"]) for page in _pages(batch)
                     for _ in range(config["crops_per_page"])]
             rng.shuffle(pool)
             for i in range(0, len(pool) - config["batch_size"] + 1, config["batch_size"]):
@@ -163,7 +177,8 @@ def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None 
     if use_gpu:
         per_worker["GPU"] = cfg.num_gpus / cfg.workers
     config = dict(task=task, steps=cfg.steps, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size,
-                  crop=cfg.crop, crops_per_page=cfg.crops_per_page, pages_per_batch=cfg.pages_per_batch,
+                  crop=cfg.crop, symbol_crops=cfg.symbol_crops, crops_per_page=cfg.crops_per_page,
+                  pages_per_batch=cfg.pages_per_batch,
                   threads=cfg.threads, log_every=max(1, cfg.steps // 20), classes=classes or [],
                   tb_dir=str(out_dir / "tensorboard" / name))
     trainer = TorchTrainer(train_loop, train_loop_config=config, datasets={"train": train_ds},
