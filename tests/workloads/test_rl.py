@@ -32,6 +32,7 @@ def _cli(*args):
     (["workloads.rl", "--algo", "a2c"], "--algo must be one of ppo, dqn"),
     (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
     (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
+    (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
 ])
 def test_bad_flags_fail_with_one_line_before_ray(args, reason):
     proc = _cli(*args)

@@ -44,6 +44,7 @@ class CompareConfig:
     max_concurrent: int = field(2, help="trials at once (each uses 1 CPU)")
     smoke_test: bool = field(False, help="tiny grid (complexity 1, shaped, 1 seed, 2k steps)")
     out: str = field("", help="output folder (default runs/rl-compare/<timestamp>/)")
+    resume: bool = field(False, help="continue the interrupted grid in --out (finished trials are kept)")
     num_gpus: int = field(0, help="GPUs per trial (fractions are not offered here; 0 = CPU)")
 
     def validate(self):
@@ -62,6 +63,8 @@ class CompareConfig:
                 raise UsageError(str(exc)) from None
         if self.seeds < 1 or self.stop_timesteps < 1000:
             raise UsageError("--seeds must be >= 1 and --stop-timesteps >= 1000")
+        if self.resume and not self.out:
+            raise UsageError("--resume needs the --out folder of the interrupted grid")
 
 
 def cells(cfg: CompareConfig) -> list[dict]:
@@ -167,10 +170,14 @@ def main(argv=None) -> int:
               "curve_episodes": 4 if cfg.smoke_test else 20,
               "overrides": {"num_envs_per_env_runner": 4, "train_batch_size": 800, "minibatch_size": 200,
                             "num_epochs": 2} if cfg.smoke_test else {}}
+    resumed = cfg.resume and tune.Tuner.can_restore(out / "grid")
+    if cfg.resume and not resumed:
+        fail(f"--resume: no Tune experiment to continue in {out / 'grid'}")
     init_ray(num_gpus=cfg.num_gpus or None)
     started = time.time()
-    tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": 1, "gpu": cfg.num_gpus}),
+    trainable = tune.with_resources(trial, {"cpu": 1, "gpu": cfg.num_gpus})
+    tuner = tune.Tuner.restore(str(out / "grid"), trainable, resume_errored=True) if resumed else tune.Tuner(
+        trainable,
         param_space={**common, "cell": tune.grid_search(grid)},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
         run_config=tune.RunConfig(name="grid", storage_path=str(out), verbose=1),
@@ -196,7 +203,7 @@ def main(argv=None) -> int:
     levels = cfg.eval_levels.split(",")
     table = summarise([r for r in results if "error" not in r], levels)
     note = (f"{len(grid)} trials, {stop:,} env steps each, {cfg.max_concurrent} at a time; "
-            f"wall time {wall / 60:.1f} min")
+            f"wall time {wall / 60:.1f} min" + (" (of the resumed call only)" if resumed else ""))
     (out / "compare.md").write_text(table + "\n\n" + note + "\n")
     plot(results, out / "compare_curves.png")
     write_json(out / "compare.json", {"config": dataclasses.asdict(cfg), "wall_s": wall, "trials": results})
