@@ -188,3 +188,13 @@ def test_evaluate_against_an_import_path(ppo_checkpoint, tmp_path):
     assert 0.0 <= first["wilson_low"] <= first["win_rate"] <= first["wilson_high"] <= 1.0
     assert {r["player"] for r in result["rating"]} >= {"learner", "L0", "L4", "envs.bizsim.opponents:GreedyProducer"}
     assert result["game"]["complexity"] == 1
+
+
+def test_evaluation_plays_only_the_evaluation_opponents(tmp_path):
+    """RLlib merges evaluation_config dicts into the training config: the eval mix must replace, not extend."""
+    from workloads.rl.env import parse_mix
+
+    cfg = RLConfig(opponents="L1,L3", eval_opponents="L2")
+    cfg.validate()
+    evaluation = build_algo_config(cfg, tmp_path).get_evaluation_config_object()
+    assert parse_mix(evaluation.env_config["opponents"]) == {"L2": 1.0}

@@ -166,7 +166,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
                     evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
                     evaluation_config={"explore": False, "num_envs_per_env_runner": 1, "env_config": {
                         **env_config, "seed": cfg.seed + 10_000,
-                        "opponents": {s: 1.0 for s in specs(cfg.eval_opponents)}}})
+                        "opponents": ",".join(specs(cfg.eval_opponents))}})
         .reporting(metrics_num_episodes_for_smoothing=200)
         .debugging(seed=cfg.seed, log_level="ERROR")
     )
