@@ -8,7 +8,9 @@ untrained fallback: the cost per image is the same) on a small page crop, so the
 Each Serve variant runs in a fresh child process with its own local Ray and environment: `baseline` is Ray's
 defaults, `tuned` runs user code and the router on the replica's main loop
 (RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0, RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0), `direct` has no
-proxy at all (RAY_SERVE_ENABLE_DIRECT_INGRESS=1), `grpc` sends proxy -> replica over gRPC.
+proxy at all (RAY_SERVE_ENABLE_DIRECT_INGRESS=1), `haproxy` puts Ray's bundled HAProxy in front of the
+replicas' own HTTP servers instead of the Python proxy, `quiet` is `tuned` without access logs, `grpc` sends
+proxy -> replica over gRPC.
 Plain uvicorn (uvloop, httptools, one process) runs the same decode + model code without Serve.
 """
 
@@ -29,10 +31,13 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, Request
 
+TUNED = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 VARIANTS = {
     "baseline": {},
-    "tuned": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
+    "tuned": TUNED,
+    "quiet": TUNED,  # tuned, and no per-request access log lines in proxy and replica
     "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
     "grpc": {"RAY_SERVE_PROXY_USE_GRPC": "1"},
 }
 
@@ -155,17 +160,18 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
     os.environ.update(VARIANTS[variant])
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
              _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-serve-"), log_to_driver=False)
-    port = 8000 if variant == "direct" else _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = 8000 if variant in ("direct", "haproxy") else _free_port()
+    logging = {"enable_access_log": variant != "quiet"}
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=logging)
     body = payload()
     base = f"http://127.0.0.1:{port}"
-    out = dict(variant=variant, env=VARIANTS[variant])
+    out = dict(variant=variant, env=VARIANTS[variant], access_log=logging["enable_access_log"])
     common = {"num_replicas": 1, "num_cpus": 1, "threads": 1}
     for name, args in (("batched", dict(common, max_batch_size=16, batch_wait_timeout_s=0.004,
                                         max_ongoing_requests=64, max_queued_requests=256)),
                        ("unbatched", dict(common, max_batch_size=1, max_ongoing_requests=64,
                                           max_queued_requests=256))):
-        serve.run(build_app(args), name="omr", route_prefix="/omr")
+        serve.run(build_app(args), name="omr", route_prefix="/omr", logging_config=logging)
         _wait(f"{base}/omr/health")
         out[name] = measure(f"{base}/omr/detect", body, clients, seconds)
         if name == "unbatched":
@@ -178,7 +184,7 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
             out["handle_metadata_p50_ms"] = round(1000 * statistics.median(lat), 2)
         serve.delete("omr")
     serve.run(build_app(dict(common, max_batch_size=8, max_ongoing_requests=8, max_queued_requests=8)), name="omr",
-              route_prefix="/omr")
+              route_prefix="/omr", logging_config=logging)
     _wait(f"{base}/omr/health")
     out["overload"] = measure(f"{base}/omr/detect", body, [overload_clients], seconds)[0]
     serve.shutdown()
