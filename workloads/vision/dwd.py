@@ -110,10 +110,11 @@ class StagedLoss:
 
 
 def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[int, int]],
-           min_level: int = ENERGY_LEVELS // 2, min_score: float = 0.05) -> list[list[dict]]:
+           min_level: int = ENERGY_LEVELS // 3, min_score: float = 0.05) -> list[list[dict]]:
     """Read symbols off the energy maps: per class, each connected region of energy >= `min_level` is one
     symbol; its box is centred on the region, sized by the box head (mean log size over the region), and its
-    score is the mean class probability there."""
+    score is the mean class probability there. `min_level` 2 of 0-5 beat 3 and 4: on perfect maps (0.965 vs
+    0.937 mAP@0.5) and on a trained model (0.492 vs 0.475 clean), since bigger cores centre small symbols better."""
     s = OUT_STRIDE
     logits = out["cls"].float()
     top, cls_maps = logits.max(1)
