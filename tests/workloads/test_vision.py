@@ -194,3 +194,21 @@ def test_smoke_job_trains_and_publishes(ray_session, tmp_path):
     files, meta = common.load_model(str(tmp_path / "reg"), "omr", "dwd")
     assert meta["command"].startswith("python -m workloads.vision") and "weights.pt" in files
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+
+
+def test_evaluate_a_published_detector(ray_session, tmp_path, capsys):
+    """`python -m workloads.vision.evaluate` re-measures a registry model; bad names exit 2 with one line."""
+    from workloads.vision.evaluate import main
+
+    reg = tmp_path / "reg"
+    meta = dict(classes=classes("music"), train_class_counts={"staff": 50, "clefG": 2})
+    common.save_model(str(reg), "omr", "dwd", {"weights.pt": common.torch_bytes(dwd.build_model(len(meta["classes"]))
+                                                                                 .state_dict())}, meta)
+    main(["--registry", str(reg), "--eval-pages", "1", "--json", str(tmp_path / "eval.json")])
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["eval"]) == {"clean", "degraded"} and result["model"]["version"] == "v1"
+    assert 0.0 <= result["map50_clean"] <= 1.0 and result["eval"]["clean"]["gt"]["staff"] > 0
+    assert result["rare_classes"]  # from the training counts in the metadata
+    with pytest.raises(SystemExit) as exc:
+        main(["--registry", str(reg), "--name", "../../etc"])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("error:")

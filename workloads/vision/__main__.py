@@ -42,7 +42,13 @@ class VisionConfig:
     crops_per_page: int = field(8, help="crops cut from each streamed page")
     symbol_crops: float = field(0.0, help="omr: share of crops centred on a symbol of a class drawn uniformly "
                                          "from the page's classes (class-balanced sampling)")
+    stage_rest_weight: float = field(0.0, help="omr: weight of the other heads' normalised losses during a "
+                                              "single-head stage (0: the paper's strict schedule)")
+    class_balance: float = field(0.0, help="omr: exponent of the per-class weights (median count / count) of "
+                                           "the class loss; 0 = unweighted, 0.5 = square-root balancing")
     pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time")
+    cache_targets: bool = field(True, help="compute the pixel targets once and keep them in the object store "
+                                           "(about 4 MB a music page); off: recompute them every pass")
     lr: float = field(3e-3, help="peak learning rate (one-cycle)")
     workers: int = field(1, help="Ray Train workers")
     num_gpus: float = field(0.0, help="GPUs for training in all (0 = CPU)")
@@ -64,8 +70,10 @@ class VisionConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
         if self.crop < 32 or self.crop % 16:
             raise UsageError("--crop must be a multiple of 16, at least 32")
-        if not (0 <= self.degrade <= 1 and 0 <= self.symbol_crops <= 1):
-            raise UsageError("--degrade and --symbol-crops are fractions between 0 and 1")
+        if not (0 <= self.degrade <= 1 and 0 <= self.symbol_crops <= 1 and 0 <= self.stage_rest_weight <= 1
+                and 0 <= self.class_balance <= 1):
+            raise UsageError("--degrade, --symbol-crops, --stage-rest-weight and --class-balance are fractions "
+                             "between 0 and 1")
         if self.num_gpus < 0 or self.margin_patches < 0:
             raise UsageError("--num-gpus and --margin-patches must not be negative")
         try:
@@ -93,6 +101,12 @@ def source_pages(cfg: VisionConfig, kind: str, columns: list[str]):
     return ds.materialize()
 
 
+def targets_dataset(cfg: VisionConfig, ds):
+    """With --cache-targets the decode-and-target pass runs once, not once per epoch: after the first pass
+    both CPUs go to the model instead of one of them recomputing the same maps."""
+    return ds.materialize() if cfg.cache_targets else ds
+
+
 def margin_augment(cfg: VisionConfig, kind: str):
     """The margin-patch transform of workloads.pages, its crops cut from pages composed with rare symbols."""
     if kind != "music" or not cfg.margin_patches:
@@ -104,12 +118,6 @@ def margin_augment(cfg: VisionConfig, kind: str):
                        key=lambda r: r["page_index"])
     return MarginPatches(PatchBank.from_rows(bank_rows, per_class=8, seed=cfg.seed), k=cfg.margin_patches,
                          seed=cfg.seed)
-
-
-def eval_rows(kind: str, n: int, seed: int, degrade: float) -> list[dict]:
-    from workloads.pages.core import page_dataset
-
-    return sorted(page_dataset(kind, n, seed=seed, degrade=degrade).iter_rows(), key=lambda r: r["page_index"])
 
 
 def _plot_history(history: list[dict], path, title: str) -> None:
@@ -139,56 +147,32 @@ def _plot_history(history: list[dict], path, title: str) -> None:
     plt.close(fig)
 
 
-def _draw(img: np.ndarray, boxes, path, color=(0, 0, 255)) -> None:
-    import cv2
-
-    canvas = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    for b in boxes:
-        cv2.rectangle(canvas, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), color, 1)
-    cv2.imwrite(str(path), canvas)
-
-
 def run_omr(cfg: VisionConfig, out) -> dict:
     import torch
 
     from workloads.pages.core import classes as page_classes
     from workloads.vision import dwd
-    from workloads.vision.common import png_gray, save_model, torch_bytes
-    from workloads.vision.metrics import coco_map
+    from workloads.vision.common import save_model, torch_bytes
+    from workloads.vision.evaluate import evaluate_detector
     from workloads.vision.train import fit, omr_targets
 
     classes = page_classes("music")
     t0 = time.perf_counter()
     pages = source_pages(cfg, "music", ["image", "boxes", "labels"])
     train_counts = Counter(label for row in pages.select_columns(["labels"]).iter_rows() for label in row["labels"])
-    train_ds = pages.map_batches(omr_targets, batch_size=cfg.pages_per_batch, fn_kwargs=dict(classes=classes))
-    state, metrics = fit("omr", train_ds, cfg, out, "omr", classes)
+    train_ds = targets_dataset(cfg, pages.map_batches(omr_targets, batch_size=cfg.pages_per_batch,
+                                                      fn_kwargs=dict(classes=classes)))
+    weights = dwd.class_weights(train_counts, classes, cfg.class_balance) if cfg.class_balance else None
+    state, metrics = fit("omr", train_ds, cfg, out, "omr", classes, weights)
     train_s = time.perf_counter() - t0
     model = dwd.build_model(len(classes))
     model.load_state_dict(state)
     torch.set_num_threads(cfg.threads)
-    results = {}
-    for split, degrade in (("clean", 0.0), ("degraded", 1.0)):
-        rows = eval_rows("music", cfg.eval_pages, cfg.seed + 1, degrade)
-        dets, t1 = [], time.perf_counter()
-        for row in rows:
-            dets += dwd.detect(model, classes, [png_gray(row["image"])])
-        infer_s = (time.perf_counter() - t1) / len(rows)
-        results[split] = coco_map([r["boxes"] for r in rows], [r["labels"] for r in rows], dets, classes)
-        results[split]["seconds_per_page"] = round(infer_s, 3)
-        _draw(png_gray(rows[0]["image"]), [d["box"] for d in dets[0]], out / f"detections_{split}.png")
-    # Rare classes: the third of the evaluated classes seen least often in training.
-    evaluated = sorted(results["clean"]["per_class"], key=lambda c: train_counts.get(c, 0))
-    rare = evaluated[: max(1, len(evaluated) // 3)]
-    for split in results:
-        pc = results[split]["per_class"]
-        results[split]["rare_map50"] = float(np.mean([pc[c] for c in rare if c in pc])) if rare else None
+    scores = evaluate_detector(model, classes, cfg.eval_pages, cfg.seed + 1, train_counts, out)
     _plot_history(metrics["history"], out / "loss.png", f"DWD staged training, {cfg.steps} steps")
     summary = dict(task="omr", train_seconds=round(train_s, 1), steps=metrics["steps"],
-                   train_loop_seconds=metrics["seconds"], train_pages=pages.count(),
-                   map50_clean=round(results["clean"]["map50"], 4), map50_degraded=round(results["degraded"]["map50"], 4),
-                   rare_map50_clean=results["clean"]["rare_map50"], rare_map50_degraded=results["degraded"]["rare_map50"],
-                   rare_classes=rare, eval=results, train_class_counts=dict(train_counts.most_common()),
+                   train_loop_seconds=metrics["seconds"], train_pages=pages.count(), **scores,
+                   train_class_counts=dict(train_counts.most_common()),
                    final_losses={k: v for k, v in metrics["history"][-1].items() if k.startswith("loss/")})
     if cfg.publish:
         meta = dict(classes=classes, widths=list(model.widths), energy_levels=dwd.ENERGY_LEVELS,
@@ -196,6 +180,7 @@ def run_omr(cfg: VisionConfig, out) -> dict:
                         map50_clean=summary["map50_clean"], map50_degraded=summary["map50_degraded"],
                         rare_map50_clean=summary["rare_map50_clean"]),
                     training_data=_data_info(cfg, "music"), steps=metrics["steps"],
+                    train_class_counts=summary["train_class_counts"],
                     command="python -m workloads.vision " + " ".join(sys.argv[1:]))
         root = cfg.registry or registry_root()
         summary["registry"] = dict(root=root, model=f"omr/{cfg.name}",
@@ -218,6 +203,7 @@ def run_news(cfg: VisionConfig, out) -> dict:
     from workloads.pages.news import rle_to_mask
     from workloads.vision import news
     from workloads.vision.common import png_gray, save_model, torch_bytes
+    from workloads.vision.evaluate import draw_boxes, eval_rows
     from workloads.vision.metrics import article_f1
     from workloads.vision.train import fit, news_features, news_targets
 
@@ -257,8 +243,8 @@ def run_news(cfg: VisionConfig, out) -> dict:
         if mine.count() == 0:
             summary["publishers"][pub] = dict(skipped="no article pages of this publisher in the data")
             continue
-        state, metrics = fit("news", mine.map_batches(news_targets, batch_size=cfg.pages_per_batch), cfg, out,
-                             f"news-{pub}")
+        seg_ds = targets_dataset(cfg, mine.map_batches(news_targets, batch_size=cfg.pages_per_batch))
+        state, metrics = fit("news", seg_ds, cfg, out, f"news-{pub}")
         model = news.build_model()
         model.load_state_dict(state)
         idx = [i for i, r in enumerate(rows) if r["publisher"] == pub]
@@ -274,7 +260,7 @@ def run_news(cfg: VisionConfig, out) -> dict:
         summary["publishers"][pub] = res
         _plot_history(metrics["history"], out / f"loss_{pub}.png", f"segmenter {pub}")
         if art:
-            _draw(gray[idx[art[0]]], news.boxes_from_mask(seg[art[0]]), out / f"articles_{pub}.png")
+            draw_boxes(gray[idx[art[0]]], news.boxes_from_mask(seg[art[0]]), out / f"articles_{pub}.png")
         if cfg.publish:
             summary["registry"][pub] = save_model(
                 root, "news", pub, {"weights.pt": torch_bytes(state)},

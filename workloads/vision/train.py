@@ -1,8 +1,8 @@
 """Training as Ray jobs: page rows (Ray Data) -> pixel targets (map_batches) -> Ray Train's TorchTrainer.
 
-The page rows (PNG bytes, small) are materialised once; every pass re-runs the cheap decode-and-target step
-in Ray Data tasks while the Train worker cuts seeded random crops and takes optimiser steps. On CPU one worker
-uses one CPU for the model and leaves the other to Ray Data; `--num-gpus` moves the worker to a GPU.
+The page rows (PNG bytes, small) are materialised once; the decode-and-target step runs in Ray Data tasks,
+once when `--cache-targets` keeps its output in the object store (the default), else again on every pass while
+the Train worker cuts seeded random crops and takes optimiser steps. `--num-gpus` moves the worker to a GPU.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
     opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config["lr"], total_steps=steps, pct_start=0.05)
-    staged = dwd.StagedLoss(steps) if task == "omr" else None
+    staged = dwd.StagedLoss(steps, rest_weight=config["stage_rest_weight"]) if task == "omr" else None
+    cls_weights = torch.tensor(config["class_weights"], device=device) if config.get("class_weights") else None
     writer = SummaryWriter(config["tb_dir"]) if rank == 0 and config.get("tb_dir") else None
     shard = ray.train.get_dataset_shard("train")
     history, step, t0, pool = [], 0, time.perf_counter(), []
@@ -129,7 +130,7 @@ def train_loop(config: dict) -> None:
                 if task == "omr":
                     parts = dwd.losses(out, *(torch.from_numpy(np.stack([c[k] for c in chunk]).astype(dt)).to(device)
                                               for k, dt in (("cls", np.int64), ("energy", np.int64),
-                                                            ("size", np.float32))))
+                                                            ("size", np.float32))), class_weights=cls_weights)
                     loss = staged(step, parts)
                     logged = {f"loss/{k}": float(v) for k, v in parts.items()}
                     logged["stage"] = staged.stage(step)
@@ -165,7 +166,8 @@ def train_loop(config: dict) -> None:
                          checkpoint=checkpoint)
 
 
-def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None = None) -> tuple[dict, dict]:
+def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None = None,
+        class_weights: list[float] | None = None) -> tuple[dict, dict]:
     """Run the TorchTrainer; returns (state dict, final metrics incl. the loss history)."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -178,6 +180,7 @@ def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None 
         per_worker["GPU"] = cfg.num_gpus / cfg.workers
     config = dict(task=task, steps=cfg.steps, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size,
                   crop=cfg.crop, symbol_crops=cfg.symbol_crops, crops_per_page=cfg.crops_per_page,
+                  stage_rest_weight=cfg.stage_rest_weight, class_weights=class_weights,
                   pages_per_batch=cfg.pages_per_batch,
                   threads=cfg.threads, log_every=max(1, cfg.steps // 20), classes=classes or [],
                   tb_dir=str(out_dir / "tensorboard" / name))
