@@ -60,6 +60,25 @@ def test_dwd_loss_falls_and_schedule(music_pages):
     assert np.mean(losses[-3:]) < 0.7 * losses[0]
 
 
+def test_rest_weight_and_class_weights():
+    """A single-head stage keeps the other heads at the rest weight; rare classes weigh more in the class loss."""
+    parts = {"cls": torch.tensor(2.0), "energy": torch.tensor(1.0), "box": torch.tensor(4.0)}
+    assert float(dwd.StagedLoss(10)(0, parts)) == 2.0  # the paper's strict schedule: the class loss alone
+    assert float(dwd.StagedLoss(10, rest_weight=0.5)(0, parts)) == pytest.approx(1.0 + 0.5 + 0.5)  # normalised
+    names = classes("music")
+    w = dwd.class_weights({"stem": 4000, "staff": 400, "clefG": 100, "tie": 25}, names, 0.5)
+    assert len(w) == len(names) + 1 and w[0] == 1.0
+    weight = dict(zip(["background"] + names, w))
+    assert weight["tie"] > weight["clefG"] > weight["staff"] > weight["stem"] and weight["stem"] >= 1 / 8
+    out = {"cls": torch.zeros(1, len(names) + 1, 4, 4), "energy": torch.zeros(1, dwd.ENERGY_LEVELS, 4, 4),
+           "box": torch.zeros(1, 2, 4, 4)}
+    target = torch.full((1, 4, 4), names.index("tie") + 1)
+    energy, size = torch.ones(1, 4, 4, dtype=torch.long), torch.zeros(1, 2, 4, 4)
+    plain = dwd.losses(out, target, energy, size)["cls"]
+    assert float(dwd.losses(out, target, energy, size, torch.tensor(w))["cls"]) == pytest.approx(
+        float(plain) * weight["tie"])
+
+
 def test_symbol_crops_balance_classes(music_pages):
     """Crops centred on a uniformly drawn class show the page's rarest class far more often than uniform crops."""
     names = classes("music")

@@ -2,13 +2,13 @@
 
 How to run:
     python -m workloads.vision --task omr --smoke-test
-    python -m workloads.vision --task omr --pages 200 --steps 2500 --margin-patches 12   # ~30 min on 2 CPUs
+    python -m workloads.vision --task omr --pages 200 --steps 2000 --margin-patches 12   # ~31 min on 2 CPUs
     python -m workloads.vision --task news --pages 300 --steps 800
     python -m workloads.vision --task news --corrections .dlwild/corrections/news.sqlite  # retrain with corrections
     python -m workloads.vision --task omr --data runs/pages/music    # Parquet shards instead of on-the-fly pages
 
 Results to expect: summary.json (mAP@0.5 clean/degraded and per class, or pre-classifier accuracy and article
-F1 per publisher), loss curves and sample pages as PNG, TensorBoard logs, and a new registry version under
+F1 per publisher; the 31-minute omr run above: mAP@0.5 0.26 clean, 0.20 degraded), loss curves and sample pages as PNG, TensorBoard logs, and a new registry version under
 `<registry>/<task>/<name>/v<N>/`. Figures: workloads/vision/README.md.
 """
 
@@ -40,11 +40,11 @@ class VisionConfig:
     batch_size: int = field(8, help="crops per step")
     crop: int = field(256, help="crop side in pixels (of the model's input)")
     crops_per_page: int = field(8, help="crops cut from each streamed page")
-    symbol_crops: float = field(0.0, help="omr: share of crops centred on a symbol of a class drawn uniformly "
+    symbol_crops: float = field(0.5, help="omr: share of crops centred on a symbol of a class drawn uniformly "
                                          "from the page's classes (class-balanced sampling)")
-    stage_rest_weight: float = field(0.0, help="omr: weight of the other heads' normalised losses during a "
+    stage_rest_weight: float = field(0.25, help="omr: weight of the other heads' normalised losses during a "
                                               "single-head stage (0: the paper's strict schedule)")
-    class_balance: float = field(0.0, help="omr: exponent of the per-class weights (median count / count) of "
+    class_balance: float = field(0.5, help="omr: exponent of the per-class weights (median count / count) of "
                                            "the class loss; 0 = unweighted, 0.5 = square-root balancing")
     pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time")
     cache_targets: bool = field(True, help="compute the pixel targets once and keep them in the object store "
