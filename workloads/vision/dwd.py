@@ -176,7 +176,7 @@ def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[
 def _vote(logits: torch.Tensor, ys: np.ndarray, xs: np.ndarray, smooth: int, chunk: int = 4096):
     """Class and its probability at the pixels (ys, xs) of one (classes, H, W) logit map, from the class
     probabilities averaged over the `smooth` x `smooth` neighbourhood inside the map. Only core pixels are
-    computed: softmax and pooling of all class maps of a page took 3 s on one core."""
+    computed: softmax and pooling of every class map made decoding a page take 0.8-0.9 s here, this 0.3 s."""
     r = smooth // 2
     dy, dx = (a.ravel() for a in np.mgrid[-r:r + 1, -r:r + 1])
     H, W = logits.shape[-2:]
@@ -195,8 +195,8 @@ def _vote(logits: torch.Tensor, ys: np.ndarray, xs: np.ndarray, smooth: int, chu
 def detect(model: FCN, classes: list[str], pages: list[np.ndarray], device="cpu", **kwargs) -> list[list[dict]]:
     """Symbols (label, score, box) on each gray page.
 
-    Channels-last tensors let oneDNN's convolutions skip their layout reorders: about twice as fast on CPU here
-    (`python -m benchmarks.bench_serve` measures it), more so for batches."""
+    Channels-last tensors let oneDNN's convolutions skip their layout reorders: on this CPU the forward pass
+    took 1.5x less time for eight 256 px crops, 1.1x less for one 128 px crop."""
     model.eval().to(memory_format=torch.channels_last)
     out = model(to_input(pages, device).contiguous(memory_format=torch.channels_last))
     return decode(out, classes, [p.shape for p in pages], **kwargs)
