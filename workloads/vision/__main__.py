@@ -8,8 +8,9 @@ How to run:
     python -m workloads.vision --task omr --data runs/pages/music    # Parquet shards instead of on-the-fly pages
 
 Results to expect: summary.json (mAP@0.5 clean/degraded and per class, or pre-classifier accuracy and article
-F1 per publisher; the 31-minute omr run above: mAP@0.5 0.26 clean, 0.20 degraded), loss curves and sample pages as PNG, TensorBoard logs, and a new registry version under
-`<registry>/<task>/<name>/v<N>/`. Figures: workloads/vision/README.md.
+F1 per publisher; the 31-minute omr run above: mAP@0.5 0.26 clean, 0.20 degraded), loss curves and sample
+pages as PNG, TensorBoard logs, and a new registry version under `<registry>/<task>/<name>/v<N>/`.
+Figures: workloads/vision/README.md.
 """
 
 from __future__ import annotations
