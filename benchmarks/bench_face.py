@@ -22,7 +22,7 @@ import numpy as np
 
 
 def _payload(frames: int):
-    from workloads.vision.face import data
+    from workloads.face import data
 
     rng = np.random.default_rng(0)
     face = np.repeat(data.faces_gray("test")[0][..., None], 3, 2)
@@ -62,8 +62,8 @@ def in_process(files, requests: int) -> dict:
     import torch
 
     from serving.face.app import capture
-    from workloads.vision.common import decode_image
-    from workloads.vision.face import models, motion, quality, train
+    from workloads.images import decode_image
+    from workloads.face import models, motion, quality, train
 
     torch.set_num_threads(1)
     m = train.load()
@@ -106,7 +106,7 @@ def main() -> None:
     from ray import serve
 
     from serving.face.app import build_app
-    from workloads.vision.face import train
+    from workloads.face import train
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     results = dict(trained_model=train.load().trained, device="cpu")

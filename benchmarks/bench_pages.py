@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
 
-from workloads.common import field, init_ray, parse_config, write_json  # noqa: E402
+from workloads.contract import field, init_ray, parse_config, write_json  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -81,7 +81,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
 
-    from workloads.common import init_ray
+    from workloads.contract import init_ray
 
     init_ray(num_cpus=2, log_to_driver=False)
     rows = [{"variant": "raw_env", "env_steps_per_s": round(raw_env(min(10.0, args.seconds)), 1)}]

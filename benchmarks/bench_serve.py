@@ -115,7 +115,7 @@ def plain_app():
     from serving.common import read_image
     from workloads.pages.music import CLASSES
     from workloads.vision import dwd
-    from workloads.vision.common import find_model
+    from workloads.registry import find_model
     import torch
 
     torch.set_num_threads(1)

@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from workloads.vision.common import MAX_PIXELS, ImageError, RegistryError, check_name, decode_image
+from workloads.registry import RegistryError, check_name
+from workloads.images import MAX_PIXELS, ImageError, decode_image
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one upload
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")

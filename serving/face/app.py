@@ -9,8 +9,8 @@
 Each expert is its own deployment (orientation, quality, patch_low, patch_high, motion, matcher) with
 `@serve.batch`, composed by the ingress through DeploymentHandles, so each scales on its own; the ingress runs
 the decision-tree fusion. Models come from `<registry>/face/faceid/<version>`, else the small bundle committed in
-workloads/vision/builtin, else untrained networks, in which case every response and the health check say so.
-All models are trained on synthetic data (workloads/vision/face/README.md): the figures they produce are
+workloads/builtin, else untrained networks, in which case every response and the health check say so.
+All models are trained on synthetic data (workloads/face/README.md): the figures they produce are
 demonstrations, not evidence about real faces.
 """
 
@@ -25,7 +25,7 @@ from ray import serve
 from starlette.datastructures import UploadFile
 
 from serving.common import IMAGE_TYPES, batch_options, deployment_options, read_body
-from workloads.vision.common import ImageError, decode_image
+from workloads.images import ImageError, decode_image
 
 api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
@@ -54,7 +54,7 @@ class FaceExpert:
                  max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
         import torch
 
-        from workloads.vision.face import train
+        from workloads.face import train
 
         if role not in ROLES:
             raise ValueError(f"unknown face expert role {role!r}")
@@ -65,7 +65,7 @@ class FaceExpert:
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def _compute(self, items: list) -> list:
-        from workloads.vision.face import models, motion, quality
+        from workloads.face import models, motion, quality
 
         m = self.models
         if self.role == "orientation":
@@ -98,7 +98,7 @@ class FaceExpert:
 class FaceVerify:
     def __init__(self, experts: dict, registry: str | None = None, version: str = "latest",
                  max_pixels: int = 16_000_000):
-        from workloads.vision.face import train
+        from workloads.face import train
 
         self.experts = experts
         self.models = train.load(registry, version)
@@ -149,7 +149,7 @@ class FaceVerify:
         gray = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # noqa: E731
         (sel_deg, sel_conf), (id_deg, id_conf) = await asyncio.gather(
             h["orientation"].run.remote(gray(frames[0])), h["orientation"].run.remote(gray(id_photo)))
-        from workloads.vision.face.models import upright
+        from workloads.face.models import upright
 
         frames = [capture(upright(f, sel_deg), self.capture) for f in frames]
         id_up = upright(id_photo, id_deg)

@@ -27,8 +27,8 @@ from ray import serve
 
 from serving.common import (batch_options, check_api_key, checked_name, configured_secret, deployment_options,
                             read_body, read_image)
-from workloads.vision.common import (BUILTIN_REGISTRY, MAX_PIXELS, ImageError, decode_image, find_model,
-                                     list_models, registry_root)
+from workloads.registry import BUILTIN_REGISTRY, find_model, list_models, registry_root
+from workloads.images import MAX_PIXELS, ImageError, decode_image
 
 api = FastAPI(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
 UNTRAINED = "untrained fallback model for {what}: no trained model in the registry or builtin; output is meaningless"

@@ -5,7 +5,7 @@
     GET  /omr/model                                  the model's registry metadata
 
 The model is `<registry>/omr/<model>/<version>` (registry: app arg `registry`, else $DLWILD_REGISTRY, else
-`registry/`), else the small model committed in workloads/vision/builtin, else an untrained network, in which
+`registry/`), else the small model committed in workloads/builtin, else an untrained network, in which
 case every response and the health endpoint carry a warning.
 """
 
@@ -19,7 +19,8 @@ from fastapi import FastAPI, Query, Request
 from ray import serve
 
 from serving.common import batch_options, deployment_options, read_image
-from workloads.vision.common import MAX_PIXELS, find_model
+from workloads.registry import find_model
+from workloads.images import MAX_PIXELS
 
 api = FastAPI(title="dlwild OMR", description="Deep Watershed Detector for music symbols on page images.")
 UNTRAINED = "untrained fallback model: no omr model in the registry or builtin; detections are meaningless"

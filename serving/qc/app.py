@@ -5,9 +5,9 @@
     GET  /qc/health                    runs the model; says whether it is trained
     GET  /qc/model                     the model's registry metadata
 
-The model is `<registry>/qc/tubes/<version>`, else the small model committed in workloads/vision/builtin, else an
+The model is `<registry>/qc/tubes/<version>`, else the small model committed in workloads/builtin, else an
 untrained network, in which case every response and the health check say so. The adversarial flag thresholds
-the local spatial entropy of the first layer's feature maps (workloads/vision/qc/models.py). The model was
+the local spatial entropy of the first layer's feature maps (workloads/qc/models.py). The model was
 trained on synthetic tubes only; images are turned to gray and resized to its input size.
 """
 
@@ -22,7 +22,8 @@ from fastapi import FastAPI, Request
 from ray import serve
 
 from serving.common import batch_options, deployment_options, read_image
-from workloads.vision.common import MAX_PIXELS, find_model
+from workloads.registry import find_model
+from workloads.images import MAX_PIXELS
 
 api = FastAPI(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
 UNTRAINED = "untrained fallback model: no qc model in the registry or builtin; outputs are meaningless"
@@ -36,8 +37,8 @@ class QCInspector:
                  threads: int = 1, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
         import torch
 
-        from workloads.vision.common import torch_state
-        from workloads.vision.qc import data, models
+        from workloads.registry import torch_state
+        from workloads.qc import data, models
 
         torch.set_num_threads(threads)
         self.model = models.DefectCNN()
@@ -60,8 +61,8 @@ class QCInspector:
                     code_version=self.meta.get("code_version"), note=SYNTHETIC)
 
     def _run(self, images: list[np.ndarray]) -> list[dict]:
-        from workloads.vision.qc import models
-        from workloads.vision.qc.__main__ import saliency_overlay
+        from workloads.qc import models
+        from workloads.qc.__main__ import saliency_overlay
 
         x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
                       for im in images])

@@ -214,7 +214,7 @@ class ExperimentStore:
                  f"{parent}/dlwild.json", f"{entry.path}/dlwild.json"]
         meta: dict[str, Any] = {"metric": (state.get("runner_data") or {}).get("_metric")}
         rel = entry.path[len(self.root):].strip("/").split("/")
-        if len(rel) >= 3:  # runs/<workload>/<timestamp>/... as workloads.common.run_dir lays it out
+        if len(rel) >= 3:  # runs/<workload>/<timestamp>/... as workloads.contract.run_dir lays it out
             meta["workload"] = rel[0]
         if len(rel) >= 5:  # <out>/<data set>/<searcher>/tune, as workloads.automl.compare lays it out
             meta["group"] = "/".join(rel[:-2])

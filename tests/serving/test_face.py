@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from workloads.vision.face import data, train
+from workloads.face import data, train
 
 
 def zero_width_png() -> bytes:

@@ -13,8 +13,9 @@ import pytest
 import skops.io as sio
 
 from workloads.pages.core import render_page
-from workloads.vision import common, news
-from workloads.vision.common import png_gray
+from workloads import images, registry
+from workloads.vision import news
+from workloads.pages.core import decode_png
 
 KEY = "test-key-not-a-default"
 
@@ -33,11 +34,11 @@ def registry(tmp_path_factory, pages):
     for seed, pub in enumerate(("morning_post", "daily_ledger")):
         torch.manual_seed(seed)
         model = news.build_model()
-        common.save_model(str(root), "news", pub, {"weights.pt": common.torch_bytes(model.state_dict())},
+        registry.save_model(str(root), "news", pub, {"weights.pt": registry.torch_bytes(model.state_dict())},
                           dict(widths=list(model.widths), command="test"))
-    feats = np.stack([news.page_features(png_gray(p["image"])) for p in pages])
+    feats = np.stack([news.page_features(decode_png(p["image"])) for p in pages])
     forest = news.preclassifier(0).fit(feats, np.array([p["is_article"] for p in pages]))
-    common.save_model(str(root), "news", "preclassifier", {"model.skops": sio.dumps(forest)}, {})
+    registry.save_model(str(root), "news", "preclassifier", {"model.skops": sio.dumps(forest)}, {})
     return root
 
 
@@ -110,7 +111,7 @@ def test_bad_images(client):
 
 
 def _correction(page, **over):
-    img = png_gray(page["image"])
+    img = decode_png(page["image"])
     body = dict(publisher=page["publisher"] if page["publisher"] in ("morning_post", "daily_ledger") else "morning_post",
                 image_base64=base64.b64encode(page["image"]).decode(), is_article=True,
                 articles=[[10, 10, img.shape[1] // 2, img.shape[0] // 2]])

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from workloads.pages.music import CLASSES
-from workloads.vision import common, dwd
+from workloads import images, registry
+from workloads.vision import dwd
 
 
 def png(shape=(120, 90), value=255) -> bytes:
@@ -47,7 +48,7 @@ def omr(serve_http, tmp_path_factory):
 
     registry = tmp_path_factory.mktemp("registry")
     model = dwd.build_model(len(CLASSES))
-    common.save_model(str(registry), "omr", "dwd", {"weights.pt": common.torch_bytes(model.state_dict())},
+    registry.save_model(str(registry), "omr", "dwd", {"weights.pt": registry.torch_bytes(model.state_dict())},
                       dict(classes=CLASSES, widths=list(model.widths), command="test"))
     serve.run(build_app({"registry": str(registry), "num_replicas": 1, "max_batch_size": 4}), name="omr",
               route_prefix="/omr")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.serving.test_face import bomb_png, zero_width_png
-from workloads.vision.qc import data
+from workloads.qc import data
 
 
 def png(img: np.ndarray) -> bytes:

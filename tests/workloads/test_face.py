@@ -1,4 +1,4 @@
-"""workloads.vision.face: synthetic presentations, quality measures, ISO 30107-3 metrics, every model learns,
+"""workloads.face: synthetic presentations, quality measures, ISO 30107-3 metrics, every model learns,
 the fusion reads every expert, and the CLI runs end to end into a registry bundle the app can load."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workloads.vision.face import data, metrics, models, motion, quality, train
+from workloads.face import data, metrics, models, motion, quality, train
 
 
 def _falls(losses, k=5):
@@ -93,7 +93,7 @@ def test_fusion_uses_every_expert():
 
 
 def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
-    from workloads.vision.face.__main__ import main
+    from workloads.face.__main__ import main
 
     summary = main(["--smoke-test", "--live", "32", "--per-family", "8", "--test-live", "16", "--test-per-family", "4",
                     "--views", "1", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
@@ -110,7 +110,7 @@ def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
 
 
 def test_cli_rejects_bad_flags(capsys):
-    from workloads.vision.face.__main__ import main
+    from workloads.face.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--per-family", "2"])

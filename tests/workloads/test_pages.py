@@ -18,7 +18,7 @@ import pytest
 
 from workloads.pages import degrade, news
 from workloads.pages.augment import PATCH_H, PATCH_W, MarginPatches, PatchBank, batches_until_all_seen
-from workloads.pages.core import classes, decode_image, page_dataset, render_clean, render_page, rows_to_table, \
+from workloads.pages.core import classes, decode_png, page_dataset, render_clean, render_page, rows_to_table, \
     write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _check_row(row: dict, ink_below: int) -> None:
     """Boxes inside the image, non-empty, covering ink; labels from the class list; one label per box."""
-    img = decode_image(row["image"])
+    img = decode_png(row["image"])
     h, w = img.shape
     assert (row["width"], row["height"]) == (w, h)
     assert len(row["boxes"]) == len(row["labels"]) > 10
@@ -135,7 +135,7 @@ def test_margin_patches_paste_crops_with_their_boxes():
     assert after["boxes"][:n_old] == before.to_pylist()[0]["boxes"]
     new_boxes = np.array(after["boxes"][n_old:])
     assert len(new_boxes) >= 12
-    img = decode_image(after["image"])
+    img = decode_png(after["image"])
     top = min(b[1] for b in page["boxes"])
     assert new_boxes[:, 3].max() < top  # patches stay in the empty margin
     pasted = 0

@@ -1,4 +1,4 @@
-"""workloads.vision.qc: synthetic tubes, an augmentation that never turns the tube by 90 degrees, the defect CNN
+"""workloads.qc: synthetic tubes, an augmentation that never turns the tube by 90 degrees, the defect CNN
 learns under every remedy, saliency looks at the defect, FGSM raises the entropy score, and the CLI runs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from workloads.vision.qc import data, models
-from workloads.vision.qc.augment import Policy
+from workloads.qc import data, models
+from workloads.qc.augment import Policy
 
 
 def _orientation(img: np.ndarray) -> float:
@@ -80,8 +80,8 @@ def test_saliency_and_fgsm_entropy():
 
 
 def test_cli_smoke(ray_session, tmp_path):
-    from workloads.vision.common import find_model
-    from workloads.vision.qc.__main__ import main
+    from workloads.registry import find_model
+    from workloads.qc.__main__ import main
 
     summary = main(["--smoke-test", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -13,8 +13,11 @@ import torch
 
 from workloads.pages.core import classes, render_page
 from workloads.pages.news import rle_to_mask
-from workloads.vision import common, dwd, news
-from workloads.vision.common import ImageError, RegistryError, png_gray
+from workloads import images, registry
+from workloads.vision import dwd, news
+from workloads.registry import RegistryError
+from workloads.images import ImageError
+from workloads.pages.core import decode_png
 from workloads.vision.train import crop
 
 
@@ -48,7 +51,7 @@ def test_dwd_loss_falls_and_schedule(music_pages):
     rng = np.random.default_rng(0)
     crops = []
     for row in music_pages:
-        img = png_gray(row["image"])
+        img = decode_png(row["image"])
         page = dict(image=img, **dwd.targets(row["boxes"], [idx[x] for x in row["labels"]], *img.shape))
         crops += [crop(rng, page, 96) for _ in range(2)]
     x = torch.from_numpy(1 - np.stack([c["image"] for c in crops])[:, None].astype(np.float32) / 255)
@@ -83,7 +86,7 @@ def test_symbol_crops_balance_classes(music_pages):
     """Crops centred on a uniformly drawn class show the page's rarest class far more often than uniform crops."""
     names = classes("music")
     row = music_pages[0]
-    img = png_gray(row["image"])
+    img = decode_png(row["image"])
     page = dict(image=img, **dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape))
     ids, counts = np.unique(page["cls"][page["cls"] > 0], return_counts=True)
     rarest = ids[np.argmin(counts)]
@@ -102,7 +105,7 @@ def test_dwd_decodes_its_own_targets(music_pages):
 
     names = classes("music")
     row = music_pages[0]
-    img = png_gray(row["image"])
+    img = decode_png(row["image"])
     t = dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape)
     onehot = lambda a, n: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n).permute(2, 0, 1)[None]  # noqa: E731
     out = dict(cls=onehot(t["cls"], len(names) + 1).float() * 10, energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
@@ -118,7 +121,7 @@ def test_segmenter_loss_falls_and_preclassifier(news_pages):
     crops = []
     for row in news_pages:
         if row["is_article"]:
-            img = news.prepare(png_gray(row["image"]))
+            img = news.prepare(decode_png(row["image"]))
             seg = news.seg_target(rle_to_mask(row["mask_rle"], row["height"], row["width"]), img.shape)
             crops += [crop(rng, dict(image=img, seg=seg), 96)]
     assert crops, "the fixture pages hold article pages"
@@ -126,7 +129,7 @@ def test_segmenter_loss_falls_and_preclassifier(news_pages):
     y = torch.from_numpy(np.stack([c["seg"] for c in crops]))
     losses = _fit(news.build_model, lambda m: news.seg_loss(m(x), y))
     assert np.mean(losses[-3:]) < 0.7 * losses[0]
-    feats = np.stack([news.page_features(png_gray(r["image"])) for r in news_pages])
+    feats = np.stack([news.page_features(decode_png(r["image"])) for r in news_pages])
     labels = np.array([r["is_article"] for r in news_pages])
     forest = news.preclassifier(0).fit(feats, labels)
     assert (forest.predict(feats) == labels).mean() == 1.0
@@ -146,23 +149,23 @@ def test_article_f1_counts_matches():
 
 def test_registry_round_trip_and_names(tmp_path):
     model = news.build_model()
-    files = {"weights.pt": common.torch_bytes(model.state_dict())}
-    assert common.save_model(str(tmp_path), "news", "daily_ledger", files, dict(metrics={"f1": 0.5})) == "v1"
-    assert common.save_model(f"file://{tmp_path}", "news", "daily_ledger", files, {}) == "v2"
-    loaded, meta = common.load_model(str(tmp_path), "news", "daily_ledger")
+    files = {"weights.pt": registry.torch_bytes(model.state_dict())}
+    assert registry.save_model(str(tmp_path), "news", "daily_ledger", files, dict(metrics={"f1": 0.5})) == "v1"
+    assert registry.save_model(f"file://{tmp_path}", "news", "daily_ledger", files, {}) == "v2"
+    loaded, meta = registry.load_model(str(tmp_path), "news", "daily_ledger")
     assert meta["version"] == "v2" and meta["code_version"] and meta["files"] == ["weights.pt"]
     again = news.load_segmenter(loaded, meta)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
-    assert common.load_model(str(tmp_path), "news", "daily_ledger", "v1")[1]["metrics"] == {"f1": 0.5}
-    assert common.list_models(str(tmp_path), "news") == ["daily_ledger"]
+    assert registry.load_model(str(tmp_path), "news", "daily_ledger", "v1")[1]["metrics"] == {"f1": 0.5}
+    assert registry.list_models(str(tmp_path), "news") == ["daily_ledger"]
     for bad in ("../../etc", "a/b", "..", "", "X" * 70, "Upper"):
         with pytest.raises(RegistryError):
-            common.load_model(str(tmp_path), "news", bad)
+            registry.load_model(str(tmp_path), "news", bad)
     with pytest.raises(RegistryError):
-        common.resolve(str(tmp_path), "news", "daily_ledger", "../v1")
+        registry.resolve(str(tmp_path), "news", "daily_ledger", "../v1")
     with pytest.raises(RegistryError, match="no model"):
-        common.load_model(str(tmp_path), "news", "unknown")
+        registry.load_model(str(tmp_path), "news", "unknown")
 
 
 def test_unsafe_weights_refused(tmp_path):
@@ -170,7 +173,7 @@ def test_unsafe_weights_refused(tmp_path):
     buf = io.BytesIO()
     torch.save({"x": torch.zeros(1), "evil": datetime.date(2020, 1, 1)}, buf)  # any non-tensor global
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        common.torch_state(buf.getvalue())
+        registry.torch_state(buf.getvalue())
 
 
 def test_decode_image_hardening():
@@ -178,16 +181,16 @@ def test_decode_image_hardening():
     from PIL import Image
 
     png = cv2.imencode(".png", np.full((30, 40), 200, np.uint8))[1].tobytes()
-    assert common.decode_image(png).shape == (30, 40)
+    assert images.decode_image(png).shape == (30, 40)
     jpg = cv2.imencode(".jpg", np.full((30, 40), 200, np.uint8))[1].tobytes()
-    assert common.decode_image(jpg).shape == (30, 40)
+    assert images.decode_image(jpg).shape == (30, 40)
     cases = {b"": 400, b"hello, not an image": 415, png[: len(png) // 2]: 400, jpg[:60]: 400}
     buf = io.BytesIO()
     Image.new("1", (20000, 20000)).save(buf, "PNG")  # 400 MP, a few KB: a decompression bomb
     cases[buf.getvalue()] = 413
     for data, status in cases.items():
         with pytest.raises(ImageError) as err:
-            common.decode_image(data)
+            images.decode_image(data)
         assert err.value.status == status, (data[:20], err.value)
 
 
@@ -210,7 +213,7 @@ def test_smoke_job_trains_and_publishes(ray_session, tmp_path):
           "--out", str(tmp_path / "run")])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 16 and "map50_clean" in summary["eval"]["clean"] or "map50" in summary["eval"]["clean"]
-    files, meta = common.load_model(str(tmp_path / "reg"), "omr", "dwd")
+    files, meta = registry.load_model(str(tmp_path / "reg"), "omr", "dwd")
     assert meta["command"].startswith("python -m workloads.vision") and "weights.pt" in files
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
 
@@ -221,7 +224,7 @@ def test_evaluate_a_published_detector(ray_session, tmp_path, capsys):
 
     reg = tmp_path / "reg"
     meta = dict(classes=classes("music"), train_class_counts={"staff": 50, "clefG": 2})
-    common.save_model(str(reg), "omr", "dwd", {"weights.pt": common.torch_bytes(dwd.build_model(len(meta["classes"]))
+    registry.save_model(str(reg), "omr", "dwd", {"weights.pt": registry.torch_bytes(dwd.build_model(len(meta["classes"]))
                                                                                  .state_dict())}, meta)
     main(["--registry", str(reg), "--eval-pages", "1", "--json", str(tmp_path / "eval.json")])
     result = json.loads((tmp_path / "eval.json").read_text())

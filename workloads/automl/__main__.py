@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from workloads.common import UsageError, fail, init_ray, parse_config
+from workloads.contract import UsageError, fail, init_ray, parse_config
 from workloads.automl.search import AutoMLConfig, prepare, run
 
 

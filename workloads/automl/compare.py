@@ -20,7 +20,7 @@ import numpy as np
 
 from workloads.automl import data as automl_data
 from workloads.automl.search import SEARCHERS, AutoMLConfig, plot_anytime, run
-from workloads.common import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
 
 # Table 1 of Stadelmann et al. (2018): test scores (balanced accuracy; R2 for cadata), AutoML-challenge splits.
 PAPER = {

@@ -22,7 +22,7 @@ import numpy as np
 
 from workloads.automl import data as automl_data
 from workloads.automl import ensemble, portfolio, space
-from workloads.common import UsageError, config_from_dict, field, run_dir, write_json, write_summary
+from workloads.contract import UsageError, config_from_dict, field, run_dir, write_json, write_summary
 
 SEARCHERS = ("random", "bayes", "evolution")
 METRIC = "cv_score"

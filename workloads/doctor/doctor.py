@@ -14,7 +14,7 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from workloads.common import field, init_ray, parse_config, run_dir, write_json, write_summary
+from workloads.contract import field, init_ray, parse_config, run_dir, write_json, write_summary
 
 PACKAGES = ("ray", "torch", "numpy", "scikit-learn", "pyarrow", "optuna", "gymnasium", "pettingzoo",
             "opencv-python-headless")

@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.common import UsageError, field, fail, init_ray, parse_config, run_dir, write_summary
+from workloads.contract import UsageError, field, fail, init_ray, parse_config, run_dir, write_summary
 from workloads.pages.core import KINDS, RARE_MODES, classes
 
 

@@ -89,7 +89,8 @@ def rows_to_table(kind: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
 
 
-def decode_image(png: bytes) -> np.ndarray:
+def decode_png(png: bytes) -> np.ndarray:
+    """Decode a page PNG we wrote ourselves (Parquet shards) to gray: the fast OpenCV path, no checks."""
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.common import UsageError, field, parse_config, write_json
-from workloads.pages.core import KINDS, classes, decode_image, finished_shards
+from workloads.contract import UsageError, field, parse_config, write_json
+from workloads.pages.core import KINDS, classes, decode_png, finished_shards
 
 
 def read_sample(shards_dir: str, n: int) -> list[dict]:
@@ -57,7 +57,7 @@ def contact_sheet(rows: list[dict], columns: int = 4, thumb_w: int = 500, crop: 
     """Pages side by side (scaled to `thumb_w`), each box drawn in a colour per class."""
     thumbs = []
     for row in rows:
-        img = cv2.cvtColor(decode_image(row["image"]), cv2.COLOR_GRAY2BGR)
+        img = cv2.cvtColor(decode_png(row["image"]), cv2.COLOR_GRAY2BGR)
         for (x0, y0, x1, y1), label in zip(row["boxes"], row["labels"]):
             if label != "staff":
                 cv2.rectangle(img, (int(x0), int(y0)), (int(np.ceil(x1)), int(np.ceil(y1))), _colour(label), 1)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         default = os.path.join("runs", "pages", "sample") if "://" in cfg.shards else os.path.join(cfg.shards, "sample")
         print(json.dumps(export(cfg.shards, cfg.out or default, cfg.n)))
     except UsageError as exc:
-        from workloads.common import fail
+        from workloads.contract import fail
 
         fail(str(exc))
 

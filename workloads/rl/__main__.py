@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from workloads.common import UsageError, fail, init_ray, parse_config, run_dir
+from workloads.contract import UsageError, fail, init_ray, parse_config, run_dir
 from workloads.rl.train import RLConfig, run
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from workloads.common import UsageError, fail, field, init_ray, parse_config, run_dir, write_json, write_summary
+from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_json, write_summary
 
 
 @dataclasses.dataclass

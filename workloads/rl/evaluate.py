@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.common import UsageError, fail, field, parse_config, write_json
+from workloads.contract import UsageError, fail, field, parse_config, write_json
 
 SCRIPTED = ("L0", "L1", "L2", "L3", "L4")
 

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from workloads.common import UsageError, config_from_dict, field, write_json, write_summary
+from workloads.contract import UsageError, config_from_dict, field, write_json, write_summary
 
 ALGOS = ("ppo", "dqn")
 DEFAULT_CURRICULUM = "L1,L2,L3,L4"

@@ -22,8 +22,10 @@ from collections import Counter
 
 import numpy as np
 
-from workloads.common import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
-from workloads.vision.common import TASKS, RegistryError, check_name, registry_root
+from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads.registry import RegistryError, check_name, registry_root
+
+TASKS = ("omr", "news")
 
 
 @dataclasses.dataclass
@@ -153,7 +155,7 @@ def run_omr(cfg: VisionConfig, out) -> dict:
 
     from workloads.pages.core import classes as page_classes
     from workloads.vision import dwd
-    from workloads.vision.common import save_model, torch_bytes
+    from workloads.registry import save_model, torch_bytes
     from workloads.vision.evaluate import evaluate_detector
     from workloads.vision.train import fit, omr_targets
 
@@ -203,7 +205,8 @@ def run_news(cfg: VisionConfig, out) -> dict:
 
     from workloads.pages.news import rle_to_mask
     from workloads.vision import news
-    from workloads.vision.common import png_gray, save_model, torch_bytes
+    from workloads.registry import save_model, torch_bytes
+    from workloads.pages.core import decode_png
     from workloads.vision.evaluate import draw_boxes, eval_rows
     from workloads.vision.metrics import article_f1
     from workloads.vision.train import fit, news_features, news_targets
@@ -221,7 +224,7 @@ def run_news(cfg: VisionConfig, out) -> dict:
     feats = pages.map_batches(news_features, batch_size=8).to_pandas()
     forest = news.preclassifier(cfg.seed).fit(np.stack(feats["features"]), feats["is_article"].to_numpy())
     rows = eval_rows("news", cfg.eval_pages, cfg.seed + 1, 0.0)
-    gray = [png_gray(r["image"]) for r in rows]
+    gray = [decode_png(r["image"]) for r in rows]
     verdict = forest.predict(np.stack([news.page_features(g) for g in gray]))
     truth = np.array([r["is_article"] for r in rows])
     summary = dict(task="news", train_pages=pages.count(), corrections_used=n_corrections,

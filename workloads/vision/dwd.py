@@ -204,7 +204,7 @@ def detect(model: FCN, classes: list[str], pages: list[np.ndarray], device="cpu"
 
 def load(files: dict[str, bytes], meta: dict) -> FCN:
     """A detector from registry files; weights only (no pickled code)."""
-    from workloads.vision.common import torch_state
+    from workloads.registry import torch_state
 
     model = build_model(len(meta["classes"]), tuple(meta.get("widths", (16, 32, 64, 96))))
     model.load_state_dict(torch_state(files["weights.pt"]))

@@ -1,7 +1,7 @@
 """Evaluate a DWD symbol detector from the registry on held-out synthetic pages, clean and degraded.
 
 How to run:
-    python -m workloads.vision.evaluate --registry workloads/vision/builtin --eval-pages 24 --json runs/omr-eval.json
+    python -m workloads.vision.evaluate --registry workloads/builtin --eval-pages 24 --json runs/omr-eval.json
 
 The training job calls the same `evaluate_detector` right after training; this entrypoint re-measures a published
 model (another decoding, more pages, another seed) without training it again. Pages come from
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.common import UsageError, fail, field, parse_config, write_json
-from workloads.vision.common import RegistryError, check_name, find_model, png_gray
+from workloads.contract import UsageError, fail, field, parse_config, write_json
+from workloads.registry import RegistryError, check_name, find_model
+from workloads.pages.core import decode_png
 
 
 def eval_rows(kind: str, n: int, seed: int, degrade: float) -> list[dict]:
@@ -48,11 +49,11 @@ def evaluate_detector(model, classes: list[str], eval_pages: int, seed: int, tra
         rows = eval_rows("music", eval_pages, seed, degrade)
         dets, t0 = [], time.perf_counter()
         for row in rows:
-            dets += dwd.detect(model, classes, [png_gray(row["image"])])
+            dets += dwd.detect(model, classes, [decode_png(row["image"])])
         results[split] = coco_map([r["boxes"] for r in rows], [r["labels"] for r in rows], dets, classes)
         results[split]["seconds_per_page"] = round((time.perf_counter() - t0) / len(rows), 3)
         if out is not None:
-            draw_boxes(png_gray(rows[0]["image"]), [d["box"] for d in dets[0]], out / f"detections_{split}.png")
+            draw_boxes(decode_png(rows[0]["image"]), [d["box"] for d in dets[0]], out / f"detections_{split}.png")
     rare = None
     if train_counts:
         evaluated = sorted(results["clean"]["per_class"], key=lambda c: train_counts.get(c, 0))

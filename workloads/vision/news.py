@@ -140,7 +140,7 @@ SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
 
 
 def load_segmenter(files: dict[str, bytes], meta: dict) -> FCN:
-    from workloads.vision.common import torch_state
+    from workloads.registry import torch_state
 
     model = build_model(tuple(meta.get("widths", (16, 32, 48, 64))))
     model.load_state_dict(torch_state(files["weights.pt"]))

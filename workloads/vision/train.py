@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from workloads.vision import dwd, news
-from workloads.vision.common import png_gray
+from workloads.pages.core import decode_png
 from workloads.vision.fcn import OUT_STRIDE
 
 
@@ -24,7 +24,7 @@ def omr_targets(batch: dict, classes: list[str]) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     out = {"image": [], "cls": [], "energy": [], "size": []}
     for png, boxes, labels in zip(batch["image"], batch["boxes"], batch["labels"]):
-        img = png_gray(png)
+        img = decode_png(png)
         t = dwd.targets([list(b) for b in boxes], [index[label] for label in labels], *img.shape)
         out["image"].append(img)
         for key in ("cls", "energy", "size"):
@@ -38,7 +38,7 @@ def news_targets(batch: dict) -> dict:
 
     images, segs = [], []
     for png, rle, h, w in zip(batch["image"], batch["mask_rle"], batch["height"], batch["width"]):
-        img = news.prepare(png_gray(png))
+        img = news.prepare(decode_png(png))
         images.append(img)
         segs.append(news.seg_target(rle_to_mask(rle, int(h), int(w)), img.shape).astype(np.int8))
     return {"image": np.stack(images), "seg": np.stack(segs)} if len({i.shape for i in images}) == 1 \
@@ -46,7 +46,7 @@ def news_targets(batch: dict) -> dict:
 
 
 def news_features(batch: dict) -> dict:
-    return {"features": np.stack([news.page_features(png_gray(p)) for p in batch["image"]]),
+    return {"features": np.stack([news.page_features(decode_png(p)) for p in batch["image"]]),
             "is_article": np.asarray(batch["is_article"], bool)}
 
 
@@ -172,7 +172,7 @@ def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None 
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from workloads.vision.common import torch_state
+    from workloads.registry import torch_state
 
     use_gpu = cfg.num_gpus > 0
     per_worker = {"CPU": 1}

@@ -1,0 +1,231 @@
+"""Face-ID on honest synthetic data: orientation, quality, four spoof experts, tree fusion, a small matcher.
+
+How to run:
+    python -m workloads.face --smoke-test                     # about a minute on 2 CPUs
+    python -m workloads.face                                   # full metrics, ~6 minutes on 2 CPUs
+    python -m workloads.face --registry workloads/builtin --steps 600   # refresh the committed model
+
+Presentations are rendered from scikit-image pictures (see workloads/face/data.py) in Ray tasks; the
+protocols run as Ray tasks too: "all" (every attack family in training, held-out scenes and faces for testing)
+and one leave-one-family-out run per attack family. Results to expect: summary.json with ISO/IEC 30107-3 APCER,
+BPCER and ACER per expert and for the fused score, orientation accuracy and matcher ROC AUC, plots
+(acer.png, losses.png, samples.png) and a registry bundle `<registry>/face/faceid/v<N>/`.
+Every figure is measured on synthetic data. Figures: workloads/face/README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from workloads.contract import UsageError, field, init_ray, parse_config, run_dir, write_summary
+
+
+def _tasks(use_ray: bool):
+    """(remote, get, put): Ray tasks of one CPU each, or plain calls in this process."""
+    if not use_ray:
+        return (lambda fn: lambda *a: fn(*a)), (lambda x: x), (lambda x: x)
+    import ray
+
+    init_ray()
+    return (lambda fn: ray.remote(num_cpus=1)(fn).remote), ray.get, ray.put
+
+
+@dataclasses.dataclass
+class FaceConfig:
+    """Train and evaluate the face-ID models on synthetic presentations (live vs screen/print attacks)."""
+
+    live: int = field(800, help="live training presentations")
+    per_family: int = field(200, help="training presentations per attack family")
+    test_live: int = field(400, help="live test presentations (held-out scenes and faces)")
+    test_per_family: int = field(100, help="test presentations per attack family")
+    steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM")
+    aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding")
+    views: int = field(12, help="rendered ID-photo and selfie views per training face (orientation, matcher)")
+    lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
+    chunk: int = field(40, help="presentations rendered per Ray task")
+    seed: int = field(0, help="seed of data and initialisation")
+    registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
+    publish: bool = field(True, help="write the trained bundle to the registry")
+    ray: bool = field(True, help="run renders and trainings as Ray tasks; --no-ray runs them one by one in this "
+                                 "process (no cluster, for debugging)")
+    out: str = field(None, help="output folder (default runs/face/<timestamp>/)")
+    smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
+
+    def validate(self) -> None:
+        for name in ("live", "per_family", "test_live", "test_per_family", "steps", "aux_steps", "views", "chunk"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.per_family < 4 or self.live < 8:
+            raise UsageError("--per-family must be at least 4 and --live at least 8 (experts and fusion both need data)")
+
+
+def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
+    from workloads.face import train
+
+    remote, get, _ = tasks
+    todo = train.plan(live, per_family)
+    synth = remote(train.synth)
+    return train.concat(get([synth(split, todo[i:i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)]))
+
+
+def _protocol(train_ds, test_ds, families, steps, seed, keep_models):
+    from workloads.face import train
+
+    result = train.run_protocol(train_ds, test_ds, families, steps, seed)
+    if not keep_models:
+        for key in ("experts", "tree"):
+            result.pop(key)
+    return result
+
+
+def _aux(steps: int, views: int, seed: int) -> dict:
+    """Orientation CNN and face embedding on the training faces, evaluated on the held-out faces."""
+    import torch
+
+    from workloads.face import data, models, train
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    faces, test_faces = data.faces_gray("train"), data.faces_gray("test")
+    banks = {(split, style): train.view_bank(f, views if split == "train" else 2, style, seed + i)
+             for i, (split, f) in enumerate((("train", faces), ("test", test_faces))) for style in ("id", "selfie")}
+    orient, orient_loss = models.fit_orientation(np.concatenate([banks["train", "id"], banks["train", "selfie"]], 1),
+                                                 steps, seed=seed)
+    embed, embed_loss = models.fit_embedding(banks["train", "id"], banks["train", "selfie"], steps, seed=seed)
+    test_bank = np.concatenate([banks["test", "id"], banks["test", "selfie"]], 1)
+    return dict(orientation=orient, embed=embed, losses=dict(orientation=orient_loss, embed=embed_loss),
+                orientation_accuracy=train.eval_orientation(orient, test_bank, seed + 1),
+                matcher=train.eval_matcher(embed, banks["test", "id"], banks["test", "selfie"]),
+                seconds=time.perf_counter() - t0)
+
+
+def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(protocols.values()))["metrics"])
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(names)
+    for i, m in enumerate(names):
+        ax.bar(np.arange(len(protocols)) + i * width, [100 * p["metrics"][m]["acer"] for p in protocols.values()],
+               width, label=m)
+    ax.set_xticks(np.arange(len(protocols)) + 0.4 - width / 2, list(protocols), fontsize=8)
+    ax.set_ylabel("ACER (%) on the test families")
+    ax.set_title("Anti-spoofing ACER per protocol (synthetic data; 'without X' = X held out)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "acer.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, vals in losses.items():
+        k = max(1, len(vals) // 30)
+        ax.plot(np.convolve(vals, np.ones(k) / k, "valid"), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (moving mean)")
+    ax.set_title("Face-ID models, synthetic data")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "losses.png", dpi=110)
+    plt.close(fig)
+    rows = [np.concatenate(imgs, 1) for imgs in samples.values()]
+    grid = np.concatenate(rows, 0)
+    for i, label in enumerate(samples):
+        cv2.putText(grid, label, (3, i * grid.shape[0] // len(rows) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 0), 1)
+    cv2.imwrite(str(out / "samples.png"), grid[..., ::-1])
+
+
+def _round(obj):
+    if isinstance(obj, dict):
+        return {k: _round(v) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return round(obj, 4)
+    return obj
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(FaceConfig, argv, prog="python -m workloads.face")
+    if cfg.smoke_test:
+        cfg = dataclasses.replace(cfg, live=min(cfg.live, 64), per_family=min(cfg.per_family, 16),
+                                  test_live=min(cfg.test_live, 32), test_per_family=min(cfg.test_per_family, 8),
+                                  steps=min(cfg.steps, 40), aux_steps=min(cfg.aux_steps, 30), views=min(cfg.views, 3), chunk=min(cfg.chunk, 64))
+    out = run_dir("face", cfg.out)
+    from workloads.registry import registry_root, save_model
+    from workloads.face import data, models, motion, quality, train
+
+    tasks = _tasks(cfg.ray)
+    remote, get, put = tasks
+    t0 = time.perf_counter()
+    train_ds = _render(tasks, "train", cfg.live, cfg.per_family, cfg.chunk, cfg.seed)
+    test_ds = _render(tasks, "test", cfg.test_live, cfg.test_per_family, cfg.chunk, cfg.seed + 1)
+    render_s = time.perf_counter() - t0
+    train_ref, test_ref = put(train_ds), put(test_ds)
+    proto = remote(_protocol)
+    runs = {"all families": proto(train_ref, test_ref, list(data.FAMILIES), cfg.steps, cfg.seed, True)}
+    if cfg.lofo:
+        for fam in data.FAMILIES:
+            test_f = train.subset(test_ds, np.isin(test_ds["label"], ["live", fam]))
+            runs[f"without {fam}"] = proto(train_ref, test_f, [f for f in data.FAMILIES if f != fam],
+                                           cfg.steps, cfg.seed, False)
+    aux_ref = remote(_aux)(cfg.aux_steps, cfg.views, cfg.seed)
+    protocols = dict(zip(runs, get(list(runs.values()))))
+    aux = get(aux_ref)
+    main_run = protocols["all families"]
+    live_q = train_ds["quality"][train_ds["label"] == "live"]
+    limits = quality.guidance_limits(live_q)
+    summary = dict(
+        data="synthetic: scikit-image pictures (astronaut, coffee, rocket, retina, immunohistochemistry, 70 "
+             "lfw_subset faces for training; chelsea and 30 other faces for testing) with procedural captures "
+             "and synthesised screen/print attacks; no real presentation attacks",
+        config=dataclasses.asdict(cfg), render_seconds=round(render_s, 1), seconds=None,
+        n_train=int(len(train_ds["label"])), n_test=int(len(test_ds["label"])), families=list(data.FAMILIES),
+        quality_measures=list(quality.NAMES), motion_features=motion.DIM, frames=data.FRAMES,
+        in_distribution={m: v for m, v in main_run["metrics"].items()},
+        leave_one_family_out={name[len("without "):]: {m: dict(acer=v["acer"], apcer=v["apcer"], bpcer=v["bpcer"])
+                                                       for m, v in p["metrics"].items()}
+                              for name, p in protocols.items() if name.startswith("without ")},
+        tree_importances=main_run["tree_importances"], thresholds=main_run["thresholds"],
+        orientation_accuracy=aux["orientation_accuracy"], matcher=aux["matcher"],
+        losses_first_last={k: [float(np.mean(v[:10])), float(np.mean(v[-10:]))]
+                           for k, v in {**main_run["losses"], **aux["losses"]}.items()},
+    )
+    summary["acer_table"] = {name: {m: round(100 * v["acer"], 2) for m, v in p["metrics"].items()}
+                             for name, p in protocols.items()}
+    rng = np.random.default_rng(cfg.seed)
+    samples = {lab: [test_ds["image"][i] for i in rng.choice(np.flatnonzero(test_ds["label"] == lab), 6)]
+               for lab in ["live", *data.FAMILIES]}
+    _plots(out, protocols, {**main_run["losses"], **aux["losses"]}, samples)
+    if cfg.publish:
+        meta = dict(capture=data.CAPTURE, frames=data.FRAMES, tile=models.TILE, experts=list(models.EXPERTS),
+                    quality_measures=list(quality.NAMES), thresholds=main_run["thresholds"], guidance_limits=limits,
+                    metrics=dict(acer_in_distribution=main_run["metrics"]["ensemble"]["acer"],
+                                 orientation_accuracy=aux["orientation_accuracy"],
+                                 matcher_roc_auc=aux["matcher"]["roc_auc"]),
+                    training_data=dict(source="workloads.face.data (synthetic)", live=cfg.live,
+                                       per_family=cfg.per_family, seed=cfg.seed),
+                    limits="synthetic training data; the match score compares a picture's ID-photo and selfie views "
+                           "(lfw_subset has one picture per person), not identities across photographs",
+                    command="python -m workloads.face " + " ".join(sys.argv[1:] if argv is None else argv))
+        root = cfg.registry or registry_root()
+        files = train.bundle_files(main_run["experts"], main_run["tree"], aux["orientation"], aux["embed"])
+        summary["registry"] = dict(root=root, model=f"{train.TASK}/{train.NAME}",
+                                   version=save_model(root, train.TASK, train.NAME, files, meta))
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary = _round(summary)
+    write_summary(out, summary)
+    print(f"face: ACER in distribution (synthetic data): "
+          + ", ".join(f"{m} {100 * v['acer']:.1f}%" for m, v in main_run["metrics"].items())
+          + f"; orientation accuracy {aux['orientation_accuracy']:.3f}; matcher AUC {aux['matcher']['roc_auc']:.3f}"
+          + f"; results in {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
