@@ -1,4 +1,5 @@
-# dlwild: `make demo` runs the platform at smoke size, `make test` runs the test suite, `make bench` the benchmarks.
+# dlwild: `make demo` runs the platform at smoke size, `make test` lints (ruff) and runs the test suite,
+# `make bench` the benchmarks.
 # Each target creates .venv and installs the project when needed. TORCH_SPEC picks the torch build
 # (default: the CPU wheel); e.g. make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PYTHON ?= python3
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.dlwild-installed
 
-.PHONY: install demo test bench tensorboard clean
+.PHONY: install demo test lint bench tensorboard clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +22,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m cluster.demo
 
-test: $(STAMP)
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks

@@ -25,7 +25,7 @@ SERVE_CONFIG = jobs.PROJECT_ROOT / "serving" / "config.yaml"
 
 def run_jobs(dashboard_url: str, workloads: list[str], timeout_s: float) -> list[dict]:
     """Submit each workload's smoke test, one after the other (2 cores), and wait for each."""
-    client = jobs.job_client(dashboard_url)
+    client = head.job_client(dashboard_url)
     results = []
     for name in workloads:
         start = time.monotonic()

@@ -93,6 +93,19 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def job_client(address: str):
+    """A JobSubmissionClient that authenticates as the `ray` CLI does.
+
+    The CLI turns token mode on when a token file exists and RAY_AUTH_MODE is unset; the SDK alone does not,
+    so without this step it would send no token to a cluster that requires one.
+    """
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from ray.job_submission import JobSubmissionClient
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    return JobSubmissionClient(address)
+
+
 def dashboard_get(url: str, timeout: float = 5.0) -> dict:
     """GET a dashboard JSON endpoint with the token header."""
     request = urllib.request.Request(url, headers=auth_headers())
@@ -197,18 +210,13 @@ def down(timeout_s: float = 30.0) -> int:
     except ProcessLookupError:
         pass
     _gone, alive = psutil.wait_procs(procs, timeout=timeout_s / 2)
-    for proc in alive:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(alive, timeout=timeout_s / 4)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=timeout_s / 4)
+    for signal_all in (psutil.Process.terminate, psutil.Process.kill):  # what ignored SIGTERM gets SIGKILL
+        for proc in alive:
+            try:
+                signal_all(proc)
+            except psutil.NoSuchProcess:
+                pass
+        _gone, alive = psutil.wait_procs(alive, timeout=timeout_s / 4)
     leftovers = [p for p in _our_processes(state) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     if leftovers:
         raise RuntimeError(f"{len(leftovers)} Ray process(es) did not stop: {[p.pid for p in leftovers]}")
@@ -236,8 +244,6 @@ def status() -> dict:
     except (urllib.error.URLError, OSError, KeyError, json.JSONDecodeError) as exc:
         info["resources_error"] = str(exc)
     try:
-        from cluster.jobs import job_client
-
         jobs = job_client(state.dashboard_url).list_jobs()
         info["jobs"] = [{"submission_id": j.submission_id, "status": str(j.status.value), "entrypoint": j.entrypoint}
                         for j in jobs if j.submission_id]

@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from cluster import head
+from cluster.head import job_client
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UPLOAD_EXCLUDES = [".venv/", "runs/", "data/", "registry/", ".git/", "**/__pycache__/", "*.egg-info/",
                    "benchmarks/**/.venv/", "test-output/", ".dlwild/"]
@@ -24,23 +27,8 @@ def available_workloads() -> list[str]:
     return sorted(p.parent.name for p in (PROJECT_ROOT / "workloads").glob("*/__main__.py"))
 
 
-def job_client(address: str):
-    """A JobSubmissionClient that authenticates as the `ray` CLI does.
-
-    The CLI turns token mode on when a token file exists and RAY_AUTH_MODE is unset; the SDK alone does not,
-    so without this step it would send no token to a cluster that requires one.
-    """
-    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
-    from ray.job_submission import JobSubmissionClient
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    return JobSubmissionClient(address)
-
-
 def default_address() -> str:
     """The dashboard of `cluster up` if it runs, else an http RAY_ADDRESS, else the local default."""
-    from cluster import head
-
     state = head.load_state()
     if head.is_running(state):
         return state.dashboard_url
