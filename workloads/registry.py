@@ -16,6 +16,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from workloads.storage import filesystem
 
 DEFAULT_REGISTRY = "registry"
@@ -47,30 +49,26 @@ def _check_file(filename: str) -> str:
     return filename
 
 
-def _versions(filesystem, base: str) -> list[str]:
-    from pyarrow import fs
-
-    infos = filesystem.get_file_info(fs.FileSelector(base, allow_not_found=True))
-    names = [Path(i.path).name for i in infos if i.type == fs.FileType.Directory]
+def _versions(store, base: str) -> list[str]:
+    infos = store.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    names = [Path(i.path).name for i in infos if i.type == pafs.FileType.Directory]
     return sorted((n for n in names if _VERSION.match(n)), key=lambda v: int(v[1:]))
 
 
 def list_models(root: str, task: str) -> list[str]:
     """Names of the models of a task that have at least one version."""
-    from pyarrow import fs
-
-    filesystem, base = filesystem(root)
-    infos = filesystem.get_file_info(fs.FileSelector(f"{base}/{check_name(task, 'task')}", allow_not_found=True))
+    store, base = filesystem(root)
+    infos = store.get_file_info(pafs.FileSelector(f"{base}/{check_name(task, 'task')}", allow_not_found=True))
     return sorted(Path(i.path).name for i in infos
-                  if i.type == fs.FileType.Directory and _NAME.match(Path(i.path).name)
-                  and _versions(filesystem, i.path))
+                  if i.type == pafs.FileType.Directory and _NAME.match(Path(i.path).name)
+                  and _versions(store, i.path))
 
 
 def resolve(root: str, task: str, name: str, version: str = "latest") -> str | None:
     """The concrete version (`v3`) of a model, or None when the registry does not hold it."""
-    filesystem, base = filesystem(root)
+    store, base = filesystem(root)
     path = f"{base}/{check_name(task, 'task')}/{check_name(name)}"
-    versions = _versions(filesystem, path)
+    versions = _versions(store, path)
     if version == "latest":
         return versions[-1] if versions else None
     if not _VERSION.match(str(version)):
@@ -83,18 +81,18 @@ def save_model(root: str, task: str, name: str, files: dict[str, bytes], metadat
 
     Files go first and `metadata.json` last, so a version whose metadata exists is complete.
     """
-    filesystem, base = filesystem(root)
+    store, base = filesystem(root)
     path = f"{base}/{check_name(task, 'task')}/{check_name(name)}"
-    versions = _versions(filesystem, path)
+    versions = _versions(store, path)
     version = f"v{int(versions[-1][1:]) + 1 if versions else 1}"
     folder = f"{path}/{version}"
-    filesystem.create_dir(folder, recursive=True)
+    store.create_dir(folder, recursive=True)
     for filename, data in files.items():
-        with filesystem.open_output_stream(f"{folder}/{_check_file(filename)}") as f:
+        with store.open_output_stream(f"{folder}/{_check_file(filename)}") as f:
             f.write(data)
     meta = dict(metadata, task=task, name=name, version=version, files=sorted(files),
                 code_version=metadata.get("code_version") or code_version())
-    with filesystem.open_output_stream(f"{folder}/metadata.json") as f:
+    with store.open_output_stream(f"{folder}/metadata.json") as f:
         f.write(json.dumps(meta, indent=2, default=str).encode())
     return version
 
@@ -104,13 +102,13 @@ def load_model(root: str, task: str, name: str, version: str = "latest") -> tupl
     concrete = resolve(root, task, name, version)
     if concrete is None:
         raise RegistryError(f"no model {task}/{name} ({version}) in registry {root}")
-    filesystem, base = filesystem(root)
+    store, base = filesystem(root)
     folder = f"{base}/{task}/{name}/{concrete}"
-    with filesystem.open_input_stream(f"{folder}/metadata.json") as f:
+    with store.open_input_stream(f"{folder}/metadata.json") as f:
         meta = json.loads(f.read())
     files = {}
     for filename in meta["files"]:
-        with filesystem.open_input_stream(f"{folder}/{_check_file(filename)}") as f:
+        with store.open_input_stream(f"{folder}/{_check_file(filename)}") as f:
             files[filename] = f.read()
     return files, meta
 
