@@ -11,7 +11,7 @@ Routes (relative to the route prefix): `/` the page, `/dashboard.js` its script,
 import html
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -62,7 +62,7 @@ class TuneDashboard:
         return JSONResponse(data, headers=NO_STORE)
 
 
-def build_app(args: Optional[dict[str, Any]] = None):
+def build_app(args: dict[str, Any] | None = None):
     """Serve app builder (`args: {storage: ...}` in serving/config.yaml). The storage defaults to $DLWILD_RUNS or
     `runs`; a relative folder counts from the project root (where serving/ lies), whatever folder Ray builds the
     app in, so `storage: runs` is the project's runs/."""

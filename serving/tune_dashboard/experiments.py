@@ -24,6 +24,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from workloads.storage import filesystem
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
 STATE_RE = re.compile(r"^experiment_state-.*\.json$")
 MAX_DEPTH = 6  # runs/automl-compare/<ts>/<data set>/<searcher>/tune is 5 below the storage
@@ -42,15 +44,6 @@ UNFINISHED = {"RUNNING", "PENDING", "PAUSED"}
 def valid_name(name: str) -> bool:
     """A dashboard experiment name: letters, digits, `_.=+-`, no `..`, nothing path-like."""
     return bool(NAME_RE.match(name)) and ".." not in name
-
-
-def open_storage(storage: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, root path) for a local folder or any URI pyarrow knows (s3://, gs://, file://, ...)."""
-    if "://" in storage:
-        return pafs.FileSystem.from_uri(storage)
-    import os
-
-    return pafs.LocalFileSystem(), os.path.abspath(storage)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
@@ -119,7 +112,7 @@ class ExperimentStore:
 
     def __init__(self, storage: str, listing_ttl_s: float = 1.0):
         self.storage = storage
-        self.fs, self.root = open_storage(storage)
+        self.fs, self.root = filesystem(storage)
         self.listing_ttl_s = listing_ttl_s
         self._lock = threading.Lock()
         self._json: dict[str, tuple[tuple, Any]] = {}
