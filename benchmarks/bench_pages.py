@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

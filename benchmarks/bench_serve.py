@@ -113,7 +113,7 @@ def _wait(url: str, timeout: float = 90) -> None:
 def plain_app():
     """The same decode and model code as /omr, in one FastAPI process without Serve."""
     from serving.common import read_image
-    from workloads.pages.music import CLASSES
+    from workloads.pages.schema import MUSIC_CLASSES as CLASSES
     from workloads.vision import dwd
     from workloads.registry import find_model
     import torch

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from workloads.pages.music import CLASSES
+from workloads.pages.schema import MUSIC_CLASSES as CLASSES
 from workloads import images, registry
 from workloads.vision import dwd
 

@@ -18,8 +18,8 @@ import pytest
 
 from workloads.pages import degrade, news
 from workloads.pages.augment import PATCH_H, PATCH_W, MarginPatches, PatchBank, batches_until_all_seen
-from workloads.pages.core import classes, decode_png, page_dataset, render_clean, render_page, rows_to_table, \
-    write_shards
+from workloads.pages.core import page_dataset, render_clean, render_page, write_shards
+from workloads.pages.schema import classes, decode_png, mask_to_rle, rle_to_mask, rows_to_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_news_pages_boxes_mask_and_page_types(page_type):
     row = dict(kind="news", width=news.WIDTH, height=news.HEIGHT, boxes=page["boxes"], labels=page["labels"],
                image=cv2.imencode(".png", page["image"])[1].tobytes())
     _check_row(row, ink_below=130)
-    mask = news.rle_to_mask(news.mask_to_rle(page["mask"]), news.HEIGHT, news.WIDTH)
+    mask = rle_to_mask(mask_to_rle(page["mask"]), news.HEIGHT, news.WIDTH)
     assert (mask == page["mask"]).all()
     if page_type == "article":
         ids = set(np.unique(mask)) - {0}

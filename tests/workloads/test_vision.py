@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from workloads.pages.core import classes, render_page
-from workloads.pages.news import rle_to_mask
 from workloads import images, registry
-from workloads.vision import dwd, news
-from workloads.registry import RegistryError
 from workloads.images import ImageError
-from workloads.pages.core import decode_png
+from workloads.pages.core import render_page
+from workloads.pages.schema import classes, decode_png, rle_to_mask
+from workloads.registry import RegistryError
+from workloads.vision import dwd, news
 from workloads.vision.train import crop
 
 

@@ -19,8 +19,8 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.contract import UsageError, field, fail, init_ray, parse_config, run_dir, write_summary
-from workloads.pages.core import KINDS, RARE_MODES, classes
+from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads.pages.schema import KINDS, RARE_MODES, classes
 
 
 @dataclasses.dataclass
@@ -68,10 +68,10 @@ def _check_same_run(shards_out: str, cfg: PagesConfig) -> None:
 
     import pyarrow.fs as pafs
 
-    from workloads.pages.core import storage
+    from workloads.storage import filesystem
 
     spec = {k: getattr(cfg, k) for k in _CONTENT_KEYS}
-    fs, root = storage(shards_out)
+    fs, root = filesystem(shards_out)
     path = f"{root}/run.json"
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         with fs.open_input_stream(path) as f:

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from workloads.pages.schema import decode_png
+
 PATCH_W, PATCH_H = 130, 80
 
 
@@ -26,13 +28,13 @@ class PatchBank:
         self.classes = sorted(set(centre))
 
     @classmethod
-    def from_rows(cls, rows, per_class: int = 8, seed: int = 0, skip=("staff",)) -> "PatchBank":
+    def from_rows(cls, rows, per_class: int = 8, seed: int = 0, skip=("staff",)) -> PatchBank:
         """Cut up to `per_class` crops per class from page rows (dicts with image PNG, boxes, labels)."""
         rng = np.random.default_rng(seed)
         patches, boxes, labels, centre = [], [], [], []
         have: Counter = Counter()
         for row in rows:
-            img = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
+            img = decode_png(row["image"])
             h, w = img.shape
             row_boxes = np.asarray([list(b) for b in row["boxes"]], np.float64).reshape(-1, 4)
             row_labels = list(row["labels"])
@@ -106,7 +108,7 @@ class MarginPatches:
         if n == 0:
             return row
         rng = np.random.default_rng([self.seed, int(row["page_index"]), 1])
-        img = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
+        img = decode_png(row["image"])
         labels = list(row["labels"])
         extra = {name: list(row[name]) for name in ("article_of",) if name in row}
         for j in range(n):

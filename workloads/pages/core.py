@@ -1,4 +1,4 @@
-"""Pages as rows: rendering one page from (seed, index), the Parquet schema, atomic shards and the Ray Data stream.
+"""Pages as rows: rendering one page from (seed, index), atomic Parquet shards and the Ray Data stream.
 
 Page `i` of a run depends only on (seed, i), so shard `k` (pages k*S ... k*S+S-1) is the same whoever renders it,
 whenever: reruns skip finished shards, and `page_dataset` yields exactly the rows the shards hold.
@@ -19,27 +19,8 @@ import pyarrow.parquet as pq
 
 from workloads.pages import degrade as _degrade
 from workloads.pages import music, news
-
-KINDS = ("music", "news")
-RARE_MODES = ("none", "replace", "compose")
-
-_COMMON = [
-    ("page_id", pa.string()), ("page_index", pa.int64()), ("kind", pa.string()), ("seed", pa.int64()),
-    ("width", pa.int32()), ("height", pa.int32()), ("image", pa.binary()),
-    ("boxes", pa.list_(pa.list_(pa.float32()))), ("labels", pa.list_(pa.string())),
-    ("degraded", pa.bool_()), ("homography", pa.list_(pa.float64())),
-]
-SCHEMAS = {
-    "music": pa.schema(_COMMON + [("rare", pa.string()), ("staves", pa.list_(pa.list_(pa.float32())))]),
-    "news": pa.schema(_COMMON + [("publisher", pa.string()), ("page_type", pa.string()),
-                                 ("is_article", pa.bool_()), ("article_of", pa.list_(pa.int32())),
-                                 ("mask_rle", pa.list_(pa.int64()))]),
-}
-
-
-def classes(kind: str) -> list[str]:
-    """The documented class list of a kind."""
-    return list(music.CLASSES if kind == "music" else news.CLASSES)
+from workloads.pages.schema import KINDS, RARE_MODES, mask_to_rle, rows_to_table
+from workloads.storage import filesystem
 
 
 def _streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -81,17 +62,8 @@ def render_page(kind: str, seed: int, index: int, degrade: float = 0.0, rare: st
     else:
         row.update(publisher=page["publisher"], page_type=page["page_type"],
                    is_article=page["page_type"] == "article", article_of=page["article_of"],
-                   mask_rle=news.mask_to_rle(page["mask"]))
+                   mask_rle=mask_to_rle(page["mask"]))
     return row
-
-
-def rows_to_table(kind: str, rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
-
-
-def decode_png(png: bytes) -> np.ndarray:
-    """Decode a page PNG we wrote ourselves (Parquet shards) to gray: the fast OpenCV path, no checks."""
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
 # ----------------------------------------------------------------------------------------------- shards
@@ -99,16 +71,9 @@ def shard_name(kind: str, shard: int) -> str:
     return f"{kind}-{shard:05d}.parquet"
 
 
-def storage(out: str) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path) for a local folder or a URI such as s3://bucket/pages or file:///data."""
-    if "://" in out:
-        return pafs.FileSystem.from_uri(out)
-    return pafs.LocalFileSystem(), os.path.abspath(out)
-
-
 def finished_shards(out: str, kind: str) -> tuple[pafs.FileSystem, list[str]]:
     """The filesystem and sorted paths of the finished shards of `kind` under `out`."""
-    fs, root = storage(out)
+    fs, root = filesystem(out)
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     return fs, sorted(i.path for i in infos if i.base_name.startswith(f"{kind}-") and i.base_name.endswith(".parquet"))
 
@@ -116,7 +81,7 @@ def finished_shards(out: str, kind: str) -> tuple[pafs.FileSystem, list[str]]:
 def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: int, seed: int,
                 degrade: float = 0.0, rare: str = "none", augment=None) -> dict:
     """Render and write one shard atomically (temp name, then rename); skip it if it is already there."""
-    fs, root = storage(out_dir)
+    fs, root = filesystem(out_dir)
     final = f"{root}/{shard_name(kind, shard)}"
     if fs.get_file_info(final).type != pafs.FileType.NotFound:
         return dict(shard=shard, pages=0, seconds=0.0, cpu_seconds=0.0, skipped=True, counts="{}")
@@ -145,7 +110,7 @@ def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: i
     import ray
     from ray.data import TaskPoolStrategy
 
-    fs, root = storage(out_dir)
+    fs, root = filesystem(out_dir)
     fs.create_dir(root, recursive=True)
     for info in fs.get_file_info(pafs.FileSelector(root)):  # a killed run may leave a temp file, never a half shard
         if info.base_name.endswith(".tmp") and ".parquet." in info.base_name:

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from workloads.contract import UsageError, field, parse_config, write_json
-from workloads.pages.core import KINDS, classes, decode_png, finished_shards
+from workloads.pages.core import finished_shards
+from workloads.pages.schema import KINDS, classes, decode_png
 
 
 def read_sample(shards_dir: str, n: int) -> list[dict]:

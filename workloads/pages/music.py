@@ -22,37 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from workloads.pages.schema import MUSIC_CLASSES
+
 WIDTH, HEIGHT = 1000, 1400  # pixels of one page
 _PAGE_W, _PAGE_H, _SCALE = 2000, 2800, 50  # verovio page units and zoom: 2000 * 50% = 1000 px
 _MARGIN_TOP = 380  # verovio units (x 0.5 -> 190 px): room for the margin patches (2 rows of 80 px)
 _MERGED = {"arpeg": "arpeggiato", "grpSym": "brace"}  # SVG groups drawn in pieces that are one symbol
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing
 _MIN_LINE = 1.3  # pixels: thinnest staff line or stem, as on a scan
-
-# DeepScoresV2 class names where it has the class; SMuFL glyph names (as in DeepScores v1) otherwise.
-CLASSES = [
-    "staff", "ledgerLine", "barline", "brace", "stem", "beam", "tie", "slur", "augmentationDot",
-    "clefG", "clefF", "clefCAlto", "clefCTenor",
-    "timeSig0", "timeSig1", "timeSig2", "timeSig3", "timeSig4", "timeSig5", "timeSig6", "timeSig7",
-    "timeSig8", "timeSig9", "timeSigCommon", "timeSigCutCommon",
-    "noteheadBlackOnLine", "noteheadBlackInSpace", "noteheadHalfOnLine", "noteheadHalfInSpace",
-    "noteheadWholeOnLine", "noteheadWholeInSpace",
-    "noteheadBlackOnLineSmall", "noteheadBlackInSpaceSmall",
-    "flag8thUp", "flag8thDown", "flag16thUp", "flag16thDown", "flag32ndUp", "flag32ndDown",
-    "flag64thUp", "flag64thDown",
-    "accidentalFlat", "accidentalNatural", "accidentalSharp", "accidentalDoubleSharp", "accidentalDoubleFlat",
-    "keyFlat", "keyNatural", "keySharp",
-    "articAccentAbove", "articAccentBelow", "articStaccatoAbove", "articStaccatoBelow",
-    "articTenutoAbove", "articTenutoBelow", "articStaccatissimoAbove", "articStaccatissimoBelow",
-    "articMarcatoAbove", "stringsUpBow", "stringsDownBow",
-    "fermataAbove", "fermataBelow",
-    "restWhole", "restHalf", "restQuarter", "rest8th", "rest16th", "rest32nd", "rest64th",
-    "dynamicP", "dynamicF", "dynamicPP", "dynamicPPP", "dynamicFF", "dynamicFFF", "dynamicMP", "dynamicMF",
-    "dynamicFortePiano", "dynamicSforzato", "dynamicSforzando1", "dynamicRinforzando2",
-    "dynamicCrescendoHairpin", "dynamicDiminuendoHairpin",
-    "ornamentTrill", "ornamentMordent", "ornamentTurn", "arpeggiato",
-    "tuplet3", "tuplet5", "tuplet6", "tupletBracket",
-]
 
 # SMuFL glyph name -> class, where the two differ.
 _GLYPH_CLASS = {
@@ -76,7 +53,7 @@ def _glyph_names() -> dict[str, str]:
     return {g.get("c"): g.get("n") for g in ET.parse(_font_dir() / "Leipzig.xml").getroot()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _outline(code: str) -> list[np.ndarray]:
     """A glyph's outline polygons in font units (y down), read once from verovio's Leipzig glyph file."""
     f = _font_dir() / "Leipzig" / f"{code}.xml"
@@ -453,10 +430,10 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 labels.append(_MERGED[cls])
             if cls == "staff" and len(lines) == 5:
                 key = (ctx.count("system"), round(lines[0][1] * scale, 1))
-                x0, x1 = min(l[0] for l in lines), max(l[2] for l in lines)
+                x0, x1 = min(ln[0] for ln in lines), max(ln[2] for ln in lines)
                 prev = staves.get(key)
                 staves[key] = [min(x0, prev[0]) if prev else x0, max(x1, prev[1]) if prev else x1,
-                               *[l[1] for l in lines]]
+                               *[ln[1] for ln in lines]]
             return
         owner = ctx[-1] if ctx else ""
         if tag == "use":
@@ -531,4 +508,4 @@ def _glyph_class(name: str, ctx: tuple, y: float, lines: list, glyph_scale: floa
     return cls if cls in _CLASS_SET else None
 
 
-_CLASS_SET = set(CLASSES)
+_CLASS_SET = set(MUSIC_CLASSES)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-WIDTH, HEIGHT = 1000, 1400
-CLASSES = ["masthead", "headline", "text", "picture", "caption", "separator",
-           "classified_ad", "tv_listing", "table"]
-PAGE_TYPES = ["article", "classifieds", "tv_programme", "share_prices", "sports_results"]
+from workloads.pages.schema import PAGE_TYPES, PUBLISHERS
 
-PUBLISHERS = {
+WIDTH, HEIGHT = 1000, 1400
+STYLES = {  # one look per publisher of the page contract (schema.PUBLISHERS)
     "morning_post": dict(columns=5, head_font=cv2.FONT_HERSHEY_TRIPLEX, body_font=cv2.FONT_HERSHEY_SIMPLEX,
                          body_scale=0.28, line_h=9, rule="line", margin=40, masthead=70),
     "daily_ledger": dict(columns=4, head_font=cv2.FONT_HERSHEY_COMPLEX, body_font=cv2.FONT_HERSHEY_COMPLEX_SMALL,
@@ -26,6 +24,8 @@ PUBLISHERS = {
     "valley_courier": dict(columns=3, head_font=cv2.FONT_HERSHEY_SIMPLEX, body_font=cv2.FONT_HERSHEY_DUPLEX,
                            body_scale=0.3, line_h=11, rule="thick", margin=55, masthead=100),
 }
+if tuple(STYLES) != PUBLISHERS:
+    raise ImportError("news.STYLES must give one style per schema.PUBLISHERS entry, in order")
 _LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyzeeeaaiioonnrrsstt"))
 
 
@@ -213,7 +213,7 @@ def render(rng: np.random.Generator, publisher: str | None = None, page_type: st
     publisher = publisher or str(rng.choice(sorted(PUBLISHERS)))
     if page_type is None:
         page_type = "article" if rng.random() < 0.7 else str(rng.choice(PAGE_TYPES[1:]))
-    page = _Page(rng, PUBLISHERS[publisher])
+    page = _Page(rng, STYLES[publisher])
     top = _masthead(page, publisher)
     if page_type == "article":
         _articles(page, top)
@@ -221,18 +221,3 @@ def render(rng: np.random.Generator, publisher: str | None = None, page_type: st
         _listing(page, top, page_type)
     return dict(image=page.img, boxes=page.boxes, labels=page.labels, article_of=page.article_of,
                 mask=page.mask, publisher=publisher, page_type=page_type)
-
-
-def mask_to_rle(mask: np.ndarray) -> list[int]:
-    """Row-major run-length code of an integer mask: [value, run, value, run, ...]."""
-    flat = mask.ravel()
-    starts = np.flatnonzero(np.diff(flat)) + 1
-    starts = np.concatenate([[0], starts])
-    runs = np.diff(np.concatenate([starts, [flat.size]]))
-    return np.stack([flat[starts], runs], 1).ravel().astype(np.int64).tolist()
-
-
-def rle_to_mask(rle, height: int, width: int) -> np.ndarray:
-    """Inverse of `mask_to_rle`."""
-    pairs = np.asarray(rle, np.int64).reshape(-1, 2)
-    return np.repeat(pairs[:, 0], pairs[:, 1]).reshape(height, width).astype(np.int32)

@@ -153,9 +153,9 @@ def _plot_history(history: list[dict], path, title: str) -> None:
 def run_omr(cfg: VisionConfig, out) -> dict:
     import torch
 
-    from workloads.pages.core import classes as page_classes
-    from workloads.vision import dwd
+    from workloads.pages.schema import classes as page_classes
     from workloads.registry import save_model, torch_bytes
+    from workloads.vision import dwd
     from workloads.vision.evaluate import evaluate_detector
     from workloads.vision.train import fit, omr_targets
 
@@ -203,10 +203,9 @@ def run_news(cfg: VisionConfig, out) -> dict:
     import skops.io as sio
     import torch
 
-    from workloads.pages.news import rle_to_mask
-    from workloads.vision import news
+    from workloads.pages.schema import decode_png, rle_to_mask
     from workloads.registry import save_model, torch_bytes
-    from workloads.pages.core import decode_png
+    from workloads.vision import news
     from workloads.vision.evaluate import draw_boxes, eval_rows
     from workloads.vision.metrics import article_f1
     from workloads.vision.train import fit, news_features, news_targets

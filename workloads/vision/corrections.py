@@ -56,7 +56,7 @@ class CorrectionStore:
 
     def rows(self, publisher: str | None = None) -> list[dict]:
         """Corrections as page rows: image (PNG), publisher, is_article, width, height, mask_rle."""
-        from workloads.pages.news import mask_to_rle
+        from workloads.pages.schema import mask_to_rle
         from workloads.vision.news import mask_from_boxes
 
         query = "SELECT publisher, is_article, articles, width, height, image FROM corrections"

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from workloads.contract import UsageError, fail, field, parse_config, write_json
+from workloads.pages.schema import decode_png
 from workloads.registry import RegistryError, check_name, find_model
-from workloads.pages.core import decode_png
 
 
 def eval_rows(kind: str, n: int, seed: int, degrade: float) -> list[dict]:

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
+from workloads.pages.schema import decode_png, rle_to_mask
 from workloads.vision import dwd, news
-from workloads.pages.core import decode_png
 from workloads.vision.fcn import OUT_STRIDE
 
 
@@ -34,8 +34,6 @@ def omr_targets(batch: dict, classes: list[str]) -> dict:
 
 def news_targets(batch: dict) -> dict:
     """Half-size page and its segmentation target (background / interior / border)."""
-    from workloads.pages.news import rle_to_mask
-
     images, segs = [], []
     for png, rle, h, w in zip(batch["image"], batch["mask_rle"], batch["height"], batch["width"]):
         img = news.prepare(decode_png(png))
