@@ -185,8 +185,10 @@ def run_dir(workload: str, out: str | os.PathLike | None = None) -> Path:
 
     `DLWILD_RUNS` defaults to `runs` under the current folder; `python -m cluster submit` points it at the
     project's runs/ so that a job on the local cluster leaves its results there, not in Ray's working-dir copy.
+    A URI `out` (s3://, gs://, file://) gets the default local run folder: the workload writes what belongs in
+    storage to the URI itself (e.g. workloads.pages its shards) and keeps summary.json and plots local.
     """
-    if out:
+    if out and "://" not in str(out):
         path = Path(out)
     else:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
