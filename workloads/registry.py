@@ -9,15 +9,19 @@ that come from requests or flags are checked against a strict pattern before the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
+from workloads.contract import field, flag
 from workloads.storage import filesystem
 
 DEFAULT_REGISTRY = "registry"
@@ -154,3 +158,34 @@ def code_version() -> str:
         return f"dlwild {version('dlwild')}"
     except PackageNotFoundError:
         return "unknown"
+
+
+@dataclasses.dataclass
+class PublishesModels:
+    """Config fields of a workload that publishes what it trained to the registry; a mixin of its config:
+    `class Config(PublishesModels, WorkloadConfig)`."""
+
+    registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
+    publish: bool = field(True, help="write the trained model to the registry")
+
+    def publish_model(self, task: str, name: str, files: dict[str, bytes], metadata: dict) -> dict[str, str]:
+        """Save `files` as a new version of `<registry>/<task>/<name>/`; the metadata gets the command that
+        reproduces this run. Returns the summary's `registry` entry: root, model and version."""
+        root = self.registry or registry_root()
+        meta = dict(metadata, command=metadata.get("command") or command_line(self))
+        return dict(root=root, model=f"{task}/{name}", version=save_model(root, task, name, files, meta))
+
+
+def command_line(config: Any) -> str:
+    """`python -m workloads.<workload>` with the flags that give a config its non-default values."""
+    words = [f"python -m workloads.{config.workload}"]
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            words.append(flag(f.name) if value else flag(f"no_{f.name}"))
+        else:
+            words.append(f"{flag(f.name)} {shlex.quote(str(value))}")
+    return " ".join(words)

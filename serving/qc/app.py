@@ -62,7 +62,6 @@ class QCInspector:
 
     def _run(self, images: list[np.ndarray]) -> list[dict]:
         from workloads.qc import models
-        from workloads.qc.__main__ import saliency_overlay
 
         x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
                       for im in images])
@@ -71,7 +70,7 @@ class QCInspector:
         sal = models.guided_backprop(self.model, x)
         out = []
         for img, p, e, s in zip(x, probs, entropy, sal):
-            png = cv2.imencode(".png", saliency_overlay(img, s))[1].tobytes()
+            png = cv2.imencode(".png", models.saliency_overlay(img, s))[1].tobytes()
             out.append(dict(p=float(p), entropy=float(e), saliency=base64.b64encode(png).decode()))
         return out
 

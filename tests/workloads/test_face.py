@@ -95,23 +95,32 @@ def test_fusion_uses_every_expert():
 def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
     from workloads.face.__main__ import main
 
-    summary = main(["--smoke-test", "--live", "32", "--per-family", "8", "--test-live", "16", "--test-per-family", "4",
-                    "--views", "1", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
+    argv = ["--smoke-test", "--live", "32", "--per-family", "8", "--test-live", "16", "--test-per-family", "4",
+            "--views", "1", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")]
+    assert main(argv) == 0
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert saved["in_distribution"]["ensemble"]["acer"] == summary["in_distribution"]["ensemble"]["acer"]
+    assert saved["workload"] == "face" and saved["status"] == "ok" and saved["config"]["live"] == 32
+    assert saved["config"]["steps"] == 40  # the smoke size
+    assert 0 <= saved["in_distribution"]["ensemble"]["acer"] <= 1 and saved["render_s"] > 0
     assert set(saved["leave_one_family_out"]) == set(data.FAMILIES)
     assert "synthetic" in saved["data"]
     for name in ("acer.png", "losses.png", "samples.png"):
-        assert (tmp_path / "run" / name).stat().st_size > 1000
+        assert (tmp_path / "run" / name).stat().st_size > 1000 and saved["outputs"][name].endswith(name)
     bundle = train.load(str(tmp_path / "reg"))
     assert bundle.trained and bundle.meta["version"] == "v1" and bundle.limits
+    assert saved["registry"]["version"] == "v1"
+    command = bundle.meta["command"]
+    assert command.startswith("python -m workloads.face --out ") and "--live 32" in command
     p = bundle.spoof("patch_high", [np.zeros((128, 128, 3), np.uint8)])
     assert p.shape == (1,) and 0 <= p[0] <= 1
 
 
-def test_cli_rejects_bad_flags(capsys):
-    from workloads.face.__main__ import main
+@pytest.mark.parametrize("argv,flag", [(["--per-family", "2"], "--per-family"), (["--live", "7"], "--live"),
+                                       (["--steps", "0"], "--steps"), (["--no-such-flag"], "--no-such-flag")])
+def test_cli_rejects_bad_flags(capsys, argv, flag):
+    from workloads.face.__main__ import FaceConfig, main
 
     with pytest.raises(SystemExit) as exc:
-        main(["--per-family", "2"])
-    assert exc.value.code == 2 and "per-family" in capsys.readouterr().err
+        main(argv)
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
+    assert FaceConfig(ray=False).ray_options() is None and FaceConfig().ray_options() == {}

@@ -80,15 +80,28 @@ def test_saliency_and_fgsm_entropy():
 
 
 def test_cli_smoke(ray_session, tmp_path):
-    from workloads.registry import find_model
     from workloads.qc.__main__ import main
+    from workloads.registry import find_model
 
-    summary = main(["--smoke-test", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")])
+    assert main(["--smoke-test", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")]) == 0
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["workload"] == "qc" and saved["status"] == "ok" and saved["config"]["normal"] == 800
     assert set(saved["recall_at_precision"]) == set(models.REMEDIES)
     assert 0 <= saved["adversarial"]["roc_auc"] <= 1 and "synthetic" in saved["data"]
-    assert summary["registry"]["version"] == "v1"
+    assert saved["registry"]["version"] == "v1" and saved["remedies"]["none"]["train_s"] > 0
     files, meta = find_model("qc", "tubes", root=str(tmp_path / "reg"))
     assert "weights.pt" in files and meta["remedy"] == "oversample_aug" and len(meta["entropy_scale"]) == 8
+    assert meta["command"] == f"python -m workloads.qc --out {tmp_path / 'run'} --smoke-test --registry " \
+        f"{tmp_path / 'reg'} --normal 800 --defects 8 --test-normal 1000 --test-defects 10 --steps 40 --adversarial 40"
     for name in ("remedies.png", "saliency.png", "entropy.png", "losses.png"):
-        assert (tmp_path / "run" / name).stat().st_size > 1000
+        assert (tmp_path / "run" / name).stat().st_size > 1000 and saved["outputs"][name].endswith(name)
+
+
+@pytest.mark.parametrize("argv,flag", [(["--defects", "1"], "--defects"), (["--precision", "1"], "--precision"),
+                                       (["--eps", "0"], "--eps"), (["--adversarial", "0"], "--adversarial")])
+def test_cli_rejects_bad_flags(capsys, argv, flag):
+    from workloads.qc.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and flag in capsys.readouterr().err

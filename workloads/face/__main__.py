@@ -18,49 +18,42 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from workloads.contract import UsageError, field, init_ray, parse_config, run_dir, write_summary
+from workloads import contract
+from workloads.contract import WorkloadConfig, field
+from workloads.registry import PublishesModels
+from workloads.tasks import FansOut
 
-
-def _tasks(use_ray: bool):
-    """(remote, get, put): Ray tasks of one CPU each, or plain calls in this process."""
-    if not use_ray:
-        return (lambda fn: lambda *a: fn(*a)), (lambda x: x), (lambda x: x)
-    import ray
-
-    init_ray()
-    return (lambda fn: ray.remote(num_cpus=1)(fn).remote), ray.get, ray.put
+ENOUGH = "(experts and fusion both need data)"
 
 
 @dataclasses.dataclass
-class FaceConfig:
+class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
     """Train and evaluate the face-ID models on synthetic presentations (live vs screen/print attacks)."""
 
-    live: int = field(800, help="live training presentations")
-    per_family: int = field(200, help="training presentations per attack family")
-    test_live: int = field(400, help="live test presentations (held-out scenes and faces)")
-    test_per_family: int = field(100, help="test presentations per attack family")
-    steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM")
-    aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding")
-    views: int = field(12, help="rendered ID-photo and selfie views per training face (orientation, matcher)")
-    lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
-    chunk: int = field(40, help="presentations rendered per Ray task")
-    seed: int = field(0, help="seed of data and initialisation")
-    registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
-    publish: bool = field(True, help="write the trained bundle to the registry")
-    ray: bool = field(True, help="run renders and trainings as Ray tasks; --no-ray runs them one by one in this "
-                                 "process (no cluster, for debugging)")
-    out: str = field(None, help="output folder (default runs/face/<timestamp>/)")
-    smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
+    workload: ClassVar[str] = "face"
 
-    def validate(self) -> None:
-        for name in ("live", "per_family", "test_live", "test_per_family", "steps", "aux_steps", "views", "chunk"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.per_family < 4 or self.live < 8:
-            raise UsageError("--per-family must be at least 4 and --live at least 8 (experts and fusion both need data)")
+    seed: int = field(0, help="seed of data and initialisation")
+    live: int = field(800, help=f"live training presentations {ENOUGH}", minimum=8)
+    per_family: int = field(200, help=f"training presentations per attack family {ENOUGH}", minimum=4)
+    test_live: int = field(400, help="live test presentations (held-out scenes and faces)", minimum=1)
+    test_per_family: int = field(100, help="test presentations per attack family", minimum=1)
+    steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM", minimum=1)
+    aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding", minimum=1)
+    views: int = field(12, help="rendered ID-photo and selfie views per training face (orientation, matcher)",
+                       minimum=1)
+    lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
+    chunk: int = field(40, help="presentations rendered per Ray task", minimum=1)
+
+    def smoke(self) -> FaceConfig:
+        return dataclasses.replace(self, live=min(self.live, 64), per_family=min(self.per_family, 16),
+                                   test_live=min(self.test_live, 32), test_per_family=min(self.test_per_family, 8),
+                                   steps=min(self.steps, 40), aux_steps=min(self.aux_steps, 30),
+                                   views=min(self.views, 3), chunk=min(self.chunk, 64))
 
 
 def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
@@ -150,17 +143,10 @@ def _round(obj):
     return obj
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(FaceConfig, argv, prog="python -m workloads.face")
-    if cfg.smoke_test:
-        cfg = dataclasses.replace(cfg, live=min(cfg.live, 64), per_family=min(cfg.per_family, 16),
-                                  test_live=min(cfg.test_live, 32), test_per_family=min(cfg.test_per_family, 8),
-                                  steps=min(cfg.steps, 40), aux_steps=min(cfg.aux_steps, 30), views=min(cfg.views, 3), chunk=min(cfg.chunk, 64))
-    out = run_dir("face", cfg.out)
-    from workloads.registry import registry_root, save_model
+def run(cfg: FaceConfig, out: Path) -> dict:
     from workloads.face import data, models, motion, quality, train
 
-    tasks = _tasks(cfg.ray)
+    tasks = cfg.tasks()
     remote, get, put = tasks
     t0 = time.perf_counter()
     train_ds = _render(tasks, "train", cfg.live, cfg.per_family, cfg.chunk, cfg.seed)
@@ -184,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
         data="synthetic: scikit-image pictures (astronaut, coffee, rocket, retina, immunohistochemistry, 70 "
              "lfw_subset faces for training; chelsea and 30 other faces for testing) with procedural captures "
              "and synthesised screen/print attacks; no real presentation attacks",
-        config=dataclasses.asdict(cfg), render_seconds=round(render_s, 1), seconds=None,
+        render_s=round(render_s, 1),
         n_train=int(len(train_ds["label"])), n_test=int(len(test_ds["label"])), families=list(data.FAMILIES),
         quality_measures=list(quality.NAMES), motion_features=motion.DIM, frames=data.FRAMES,
         in_distribution={m: v for m, v in main_run["metrics"].items()},
@@ -211,21 +197,20 @@ def main(argv: list[str] | None = None) -> dict:
                     training_data=dict(source="workloads.face.data (synthetic)", live=cfg.live,
                                        per_family=cfg.per_family, seed=cfg.seed),
                     limits="synthetic training data; the match score compares a picture's ID-photo and selfie views "
-                           "(lfw_subset has one picture per person), not identities across photographs",
-                    command="python -m workloads.face " + " ".join(sys.argv[1:] if argv is None else argv))
-        root = cfg.registry or registry_root()
+                           "(lfw_subset has one picture per person), not identities across photographs")
         files = train.bundle_files(main_run["experts"], main_run["tree"], aux["orientation"], aux["embed"])
-        summary["registry"] = dict(root=root, model=f"{train.TASK}/{train.NAME}",
-                                   version=save_model(root, train.TASK, train.NAME, files, meta))
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary = _round(summary)
-    write_summary(out, summary)
-    print(f"face: ACER in distribution (synthetic data): "
+        summary["registry"] = cfg.publish_model(train.TASK, train.NAME, files, meta)
+    summary["outputs"] = {name: str(out / name) for name in ("acer.png", "losses.png", "samples.png")}
+    print("face: ACER in distribution (synthetic data): "
           + ", ".join(f"{m} {100 * v['acer']:.1f}%" for m, v in main_run["metrics"].items())
           + f"; orientation accuracy {aux['orientation_accuracy']:.3f}; matcher AUC {aux['matcher']['roc_auc']:.3f}"
           + f"; results in {out}")
-    return summary
+    return _round(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(FaceConfig, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,12 +6,12 @@ No face data can be downloaded here, so every sample starts from a *scene* cut f
 white balance, optics, sensor noise, and sometimes an old webcam: low resolution and strong JPEG). An **attack**
 puts the scene on a medium first and the camera films the medium:
 
-| family         | medium                                                                             | motion          |
-|----------------|------------------------------------------------------------------------------------|-----------------|
-| `screen_lcd`   | RGB stripe pixel grid (moiré after resampling), gamma shift, glare                  | rigid           |
-| `screen_phone` | dense round-dot (OLED) grid, saturated gamut, blue tint, strong glare               | rigid           |
-| `print_laser`  | gray halftone at 45°, colour loss, toner spread, paper texture                      | rigid or flexed |
-| `print_inkjet` | colour halftone with rotated screens, ink bleed, gamut compression, paper texture   | rigid or flexed |
+| family         | medium                                                                            | motion          |
+|----------------|-----------------------------------------------------------------------------------|-----------------|
+| `screen_lcd`   | RGB stripe pixel grid (moiré after resampling), gamma shift, glare                | rigid           |
+| `screen_phone` | dense round-dot (OLED) grid, saturated gamut, blue tint, strong glare             | rigid           |
+| `print_laser`  | gray halftone at 45°, colour loss, toner spread, paper texture                    | rigid or flexed |
+| `print_inkjet` | colour halftone with rotated screens, ink bleed, gamut compression, paper texture | rigid or flexed |
 
 Each sample is a short frame sequence: live faces move a little *non-rigidly* (expressions, blinks; some people
 hold very still), attacks move *rigidly* as a flat sheet in the hand (a homography), prints sometimes flex.

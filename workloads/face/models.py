@@ -93,7 +93,8 @@ def grid_tiles(img: np.ndarray, scale: str, max_tiles: int = 16) -> np.ndarray:
         h, w = im.shape[:2]
     ys, xs = range(0, h - TILE + 1, TILE), range(0, w - TILE + 1, TILE)
     cy, cx = h / 2, w / 2
-    spots = sorted(((y, x) for y in ys for x in xs), key=lambda p: (p[0] + TILE / 2 - cy) ** 2 + (p[1] + TILE / 2 - cx) ** 2)
+    spots = sorted(((y, x) for y in ys for x in xs),
+                   key=lambda p: (p[0] + TILE / 2 - cy) ** 2 + (p[1] + TILE / 2 - cx) ** 2)
     tiles = np.stack([im[y:y + TILE, x:x + TILE] for y, x in spots[:max_tiles]])
     return tiles.transpose(0, 3, 1, 2).astype(np.float32) / 255
 

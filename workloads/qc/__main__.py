@@ -17,50 +17,40 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from workloads.contract import UsageError, field, init_ray, parse_config, run_dir, write_summary
-
-
-def _tasks(use_ray: bool):
-    """(remote, get, put): Ray tasks of one CPU each, or plain calls in this process."""
-    if not use_ray:
-        return (lambda fn: lambda *a: fn(*a)), (lambda x: x), (lambda x: x)
-    import ray
-
-    init_ray()
-    return (lambda fn: ray.remote(num_cpus=1)(fn).remote), ray.get, ray.put
-
-TASK, NAME, SERVED_REMEDY = "qc", "tubes", "oversample_aug"
+from workloads import contract
+from workloads.contract import UsageError, WorkloadConfig, field
+from workloads.registry import PublishesModels
+from workloads.tasks import FansOut
 
 
 @dataclasses.dataclass
-class QCConfig:
+class QCConfig(PublishesModels, FansOut, WorkloadConfig):
     """Compare class-imbalance remedies on synthetic tube images and test the FGSM entropy detector."""
 
-    normal: int = field(6000, help="normal training images")
-    defects: int = field(60, help="defective training images (1:100 by default)")
-    test_normal: int = field(10000, help="normal test images")
-    test_defects: int = field(100, help="defective test images")
-    steps: int = field(800, help="optimiser steps per CNN")
-    precision: float = field(0.9, help="the fixed precision at which minority recall is reported")
-    eps: float = field(0.031, help="FGSM step size of the headline figure (images lie in [0, 1]; 0.031 = 8/255)")
-    adversarial: int = field(400, help="test images attacked with FGSM for the detector's ROC")
-    seed: int = field(0, help="seed of data and initialisation")
-    registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
-    publish: bool = field(True, help="write the served model to the registry")
-    ray: bool = field(True, help="run renders and trainings as Ray tasks; --no-ray runs them one by one in this "
-                                 "process (no cluster, for debugging)")
-    out: str = field(None, help="output folder (default runs/qc/<timestamp>/)")
-    smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
+    workload: ClassVar[str] = "qc"
 
-    def validate(self) -> None:
-        for name in ("normal", "test_normal", "steps", "adversarial"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.defects < 2 or self.test_defects < 1:
-            raise UsageError("--defects must be at least 2 (SMOTE needs neighbours) and --test-defects at least 1")
+    seed: int = field(0, help="seed of data and initialisation")
+    normal: int = field(6000, help="normal training images", minimum=1)
+    defects: int = field(60, help="defective training images (1:100 by default; SMOTE needs at least 2)", minimum=2)
+    test_normal: int = field(10000, help="normal test images", minimum=1)
+    test_defects: int = field(100, help="defective test images", minimum=1)
+    steps: int = field(800, help="optimiser steps per CNN", minimum=1)
+    precision: float = field(0.9, help="the fixed precision at which minority recall is reported, in (0, 1)")
+    eps: float = field(0.031, help="FGSM step size of the headline figure (images lie in [0, 1]; 0.031 = 8/255), "
+                                   "in (0, 1)")
+    adversarial: int = field(400, help="test images attacked with FGSM for the detector's ROC", minimum=1)
+
+    def smoke(self) -> QCConfig:
+        return dataclasses.replace(self, normal=min(self.normal, 800), defects=min(self.defects, 8),
+                                   test_normal=min(self.test_normal, 1000), test_defects=min(self.test_defects, 10),
+                                   steps=min(self.steps, 40), adversarial=min(self.adversarial, 40))
+
+    def validate(self) -> None:  # open intervals, which the declared (closed) bounds cannot say
         if not 0 < self.precision < 1 or not 0 < self.eps < 1:
             raise UsageError("--precision and --eps must lie in (0, 1)")
 
@@ -79,7 +69,7 @@ def _remedy(remedy: str, train, test, steps: int, seed: int, precision: float) -
     t0 = time.perf_counter()
     model, losses = models.fit(images, labels, remedy, steps, seed=seed)
     scores = models.predict(model, test[0])
-    return dict(model=model, losses=losses, scores=scores, seconds=time.perf_counter() - t0,
+    return dict(model=model, losses=losses, scores=scores, train_s=time.perf_counter() - t0,
                 **_scored(test, scores, precision))
 
 
@@ -140,30 +130,15 @@ def _plots(out, results: dict, saliency_rows, entropies, precision) -> None:
                                                       interpolation=cv2.INTER_NEAREST))
 
 
-def saliency_overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
-    """BGR uint8: the gray image beside its saliency as a heat map over it."""
-    import cv2
-
-    gray = cv2.cvtColor((image * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    heat = cv2.applyColorMap((np.sqrt(saliency) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    return np.concatenate([gray, cv2.addWeighted(gray, 0.5, heat, 0.5, 0)], 1)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(QCConfig, argv, prog="python -m workloads.qc")
-    if cfg.smoke_test:
-        cfg = dataclasses.replace(cfg, normal=min(cfg.normal, 800), defects=min(cfg.defects, 8),
-                                  test_normal=min(cfg.test_normal, 1000), test_defects=min(cfg.test_defects, 10),
-                                  steps=min(cfg.steps, 40), adversarial=min(cfg.adversarial, 40))
-    out = run_dir("qc", cfg.out)
+def run(cfg: QCConfig, out: Path) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from workloads.registry import registry_root, save_model, torch_bytes
     from workloads.qc import data, models
     from workloads.qc.augment import Policy
+    from workloads.qc.models import NAME, SERVED_REMEDY, TASK
+    from workloads.registry import torch_bytes
 
-    remote, get, put = _tasks(cfg.ray)
-    t0 = time.perf_counter()
+    remote, get, put = cfg.tasks()
     train = data.dataset(cfg.normal, cfg.defects, cfg.seed)[:2]
     test = data.dataset(cfg.test_normal, cfg.test_defects, cfg.seed + 1)
     train_ref, test_ref = put(train), put(test)
@@ -212,12 +187,12 @@ def main(argv: list[str] | None = None) -> dict:
     decision = float(thrs[ok[0]]) if len(ok) else 0.5
     defects_idx = np.flatnonzero(test[1] == 1)[:4]
     sal = models.guided_backprop(served, test[0][defects_idx])
-    rows = [saliency_overlay(test[0][i], s) for i, s in zip(defects_idx, sal)]
+    rows = [models.saliency_overlay(test[0][i], s) for i, s in zip(defects_idx, sal)]
     _plots(out, results, rows, (e_clean, e_adv), cfg.precision)
     table = {r: round(v["recall_at_precision"], 4) for r, v in results.items()}
     summary = dict(
         data="synthetic transparent tubes (workloads/qc/data.py); no real catheter images",
-        config=dataclasses.asdict(cfg), imbalance=f"1:{cfg.normal // cfg.defects}",
+        imbalance=f"1:{cfg.normal // cfg.defects}",
         recall_at_precision=table, precision=cfg.precision,
         remedies={r: {k: v for k, v in res.items() if k not in ("model", "losses", "scores")}
                   for r, res in results.items()},
@@ -229,17 +204,18 @@ def main(argv: list[str] | None = None) -> dict:
                     entropy_threshold=entropy_threshold, augmentation=dataclasses.asdict(Policy()),
                     metrics=dict(recall_at_precision=table[SERVED_REMEDY], adversarial_roc_auc=auc),
                     training_data=dict(source="workloads.qc.data (synthetic)", normal=cfg.normal,
-                                       defects=cfg.defects, seed=cfg.seed),
-                    command="python -m workloads.qc " + " ".join(sys.argv[1:] if argv is None else argv))
-        root = cfg.registry or registry_root()
-        summary["registry"] = dict(root=root, model=f"{TASK}/{NAME}", version=save_model(
-            root, TASK, NAME, {"weights.pt": torch_bytes(served.state_dict())}, meta))
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    write_summary(out, summary)
+                                       defects=cfg.defects, seed=cfg.seed))
+        summary["registry"] = cfg.publish_model(TASK, NAME, {"weights.pt": torch_bytes(served.state_dict())}, meta)
+    summary["outputs"] = {name: str(out / name) for name in ("remedies.png", "saliency.png", "entropy.png",
+                                                             "losses.png")}
     print("qc (synthetic data): recall at precision", cfg.precision, table,
           f"; FGSM detector ROC AUC {auc:.3f}; results in {out}")
     return summary
 
 
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(QCConfig, run, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,7 +31,8 @@ class Policy:
 
     def sample(self, rng: np.random.Generator) -> dict:
         return dict(angle=float(rng.uniform(-self.max_angle, self.max_angle)),
-                    flip_lr=bool(self.flip_lr and rng.random() < 0.5), flip_ud=bool(self.flip_ud and rng.random() < 0.5),
+                    flip_lr=bool(self.flip_lr and rng.random() < 0.5),
+                    flip_ud=bool(self.flip_ud and rng.random() < 0.5),
                     shift=rng.uniform(-self.max_shift, self.max_shift, 2).tolist(),
                     brightness=float(rng.uniform(-self.brightness, self.brightness)),
                     contrast=float(rng.uniform(1 - self.contrast, 1 + self.contrast)),

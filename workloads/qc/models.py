@@ -19,6 +19,7 @@ from torch import nn
 from workloads.qc.augment import Policy
 
 REMEDIES = ("none", "class_weights", "oversample_aug", "smote_features", "synthesis")
+TASK, NAME, SERVED_REMEDY = "qc", "tubes", "oversample_aug"  # the registry model and the remedy it holds
 
 
 class DefectCNN(nn.Module):
@@ -196,3 +197,12 @@ def spatial_entropy(model: DefectCNN, images: np.ndarray, scale: list[float], ra
     fp = disk(radius)
     return np.asarray([np.mean([entropy(ch, fp).mean() for ch in np.clip(m / s * 31, 0, 31).astype(np.uint8)])
                        for m in maps], np.float32)
+
+
+def saliency_overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
+    """BGR uint8: the gray image beside its saliency as a heat map over it."""
+    import cv2
+
+    gray = cv2.cvtColor((image * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    heat = cv2.applyColorMap((np.sqrt(saliency) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return np.concatenate([gray, cv2.addWeighted(gray, 0.5, heat, 0.5, 0)], 1)
