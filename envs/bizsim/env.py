@@ -135,12 +135,12 @@ class BizSimEnv(ParallelEnv):
             return lo.n_actions
         return lo.n_actions + (lo.P + 2) * lo.U + (self.n_firms - 1)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 - spaces cached per env, as PettingZoo recommends
     def observation_space(self, agent):
         return spaces.Dict({"observations": spaces.Box(-1e6, 1e6, (self.obs_size,), np.float32),
                             "action_mask": spaces.Box(0, 1, (self.mask_size,), np.int8)})
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 - spaces cached per env, as PettingZoo recommends
     def action_space(self, agent):
         lo = self.layout
         if self.encoding == "flat":
@@ -332,7 +332,12 @@ class BizSimEnv(ParallelEnv):
         else:
             mask = self._factorised_masks()
         self._obs = obs
-        return [{"observations": obs[i], "action_mask": mask[i]} for i in range(F)]
+        self._observations = [{"observations": obs[i], "action_mask": mask[i]} for i in range(F)]
+        return self._observations
+
+    def observation(self, i: int) -> dict:
+        """Firm i's observation in this env's encoding, as the last reset/step returned it (what policies read)."""
+        return self._observations[i]
 
     def flat_observation(self, i: int) -> dict:
         """Firm i's observation with the flat mask, whatever the encoding (what scripted opponents read)."""

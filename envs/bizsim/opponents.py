@@ -10,12 +10,25 @@ anywhere else, and each is deterministic given the seeds passed to `reset`.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 
 from envs.bizsim import rules as R
-from envs.bizsim.rules import (BID, BUILD, MARKETING, POACH, PRICE, PRODUCE, RESEARCH, UPGRADE, WAR, action_index,
-                               decode_observation, infer_layout)
+from envs.bizsim.rules import (
+    BID,
+    BUILD,
+    MARKETING,
+    POACH,
+    PRICE,
+    PRODUCE,
+    RESEARCH,
+    UPGRADE,
+    WAR,
+    action_index,
+    decode_observation,
+    infer_layout,
+)
 
 
 class Opponent:
@@ -297,23 +310,48 @@ class OpponentPool(Opponent):
 NAMED = {**LEVELS, "switching": SwitchingOpponent, "drifting": DriftingOpponent, "pool": OpponentPool}
 
 
-def load_opponent(spec):
+def parse_specs(specs) -> list[str]:
+    """THE parser of opponent specs: a comma-separated string ("L1,L2,package.module:ClassName,runs/x/snap") or a
+    list of specs -> the list of specs, stripped, empty ones dropped, order and repeats kept."""
+    if isinstance(specs, str):
+        specs = specs.split(",")
+    return [s for s in (str(s).strip() for s in specs) if s]
+
+
+def parse_mix(opponents) -> dict:
+    """An opponent mix {spec: weight}: a dict is taken as it is (weights <= 0 dropped); specs as `parse_specs`
+    reads them get equal weights."""
+    if isinstance(opponents, dict):
+        return {str(k): float(v) for k, v in opponents.items() if v > 0}
+    return dict.fromkeys(parse_specs(opponents), 1.0)
+
+
+def load_opponent(spec, folder=None):
     """An opponent instance from a name in NAMED (L0..L4, switching, drifting, pool), an import path
-    `package.module:ClassName`, or an object that already has `reset` and `act`."""
+    `package.module:ClassName`, an object that already has `reset` and `act`, or, when `folder` is given, a folder
+    that `folder(path)` turns into an opponent (workloads.rl passes its loader of saved policies).
+
+    Every bad spec raises ValueError with a one-line message that says what is accepted."""
     if hasattr(spec, "act") and hasattr(spec, "reset"):
         return spec
+    accepted = f"use one of {', '.join(sorted(NAMED))}, 'package.module:ClassName'" + (
+        " or a snapshot folder" if folder is not None else "")
     if not isinstance(spec, str):
         raise ValueError(f"opponent spec must be a name or 'package.module:ClassName', got {spec!r}")
     if spec in NAMED:
         return NAMED[spec]()
+    if folder is not None and Path(spec).is_dir():
+        try:
+            return folder(spec)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot load opponent {spec!r}: {exc}") from None
     if ":" not in spec:
-        raise ValueError(f"unknown opponent {spec!r}; use one of {sorted(NAMED)} or 'package.module:ClassName'")
+        raise ValueError(f"unknown opponent {spec!r}; {accepted}")
     module_name, _, class_name = spec.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as exc:
+        opponent = getattr(importlib.import_module(module_name), class_name)()
+    except Exception as exc:  # noqa: BLE001 - any failure to import or build it is the user's bad spec
         raise ValueError(f"cannot load opponent {spec!r}: {exc}") from None
-    opponent = cls()
     if not (callable(getattr(opponent, "act", None)) and callable(getattr(opponent, "reset", None))):
         raise ValueError(f"opponent {spec!r} lacks reset(seed) and act(observation)")
     return opponent

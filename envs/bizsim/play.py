@@ -1,4 +1,10 @@
-"""Games between scripted opponents (or any objects with reset/act) and the strategy-ladder table."""
+"""The one play loop of bizsim: players in seats, their actions each step, the win rule, Wilson intervals, ladder.
+
+A player is an opponent (see envs.bizsim.opponents: `reset(seed)`, `act(flat observation) -> flat action`) or,
+with `native = True`, a policy that reads the observation in the env's own encoding and answers in it (a trained
+learner, see workloads.rl.policy). `play_episode` plays whole games; `play_step` is the step of that loop for
+envs that seat players next to a learner (`SingleAgentBizSim`, workloads.rl's multi-agent env).
+"""
 
 from __future__ import annotations
 
@@ -15,42 +21,79 @@ def opponent_seed(seed, seat):
     return None if seed is None else int(np.random.SeedSequence([int(seed), seat + 1]).generate_state(1)[0])
 
 
-def play_episode(opponents, seed=None, **config) -> dict:
-    """Play one episode with one opponent (object or spec, see load_opponent) per seat.
+def reset_players(players: dict, seed, rng=None) -> None:
+    """Reset each seated player (`players`: seat -> player) for the episode seeded `seed`: seat i gets
+    `opponent_seed(seed, i)`; without a seed, a draw from `rng` when given (else None)."""
+    for seat, player in players.items():
+        if seed is None and rng is not None:
+            player.reset(seed=int(rng.integers(2**31)))
+        else:
+            player.reset(seed=opponent_seed(seed, seat))
 
-    Returns {"scores": final score per seat, "winner": seat or None on a tie, "outcome": sparse outcome per seat,
-    "steps": env steps}.
+
+def player_action(env: BizSimEnv, seat: int, player):
+    """`player`'s action for `seat` in the env's encoding: a native player reads the seat's observation in that
+    encoding; an opponent reads the flat observation and its flat action is encoded."""
+    if getattr(player, "native", False):
+        return player.act(env.observation(seat))
+    return env.encode_flat(seat, player.act(env.flat_observation(seat)))
+
+
+def play_step(env: BizSimEnv, players: dict, actions: dict | None = None, players_first: bool = True):
+    """One step of the game: each live seat in `players` (seat -> player) acts, `actions` (agent -> action in the
+    env's encoding) are the other seats' moves (a learner's). The env carries out actions in the order given (bids
+    and poaching depend on it): the players' first unless `players_first` is False. Returns `env.step`'s dicts."""
+    moves = {a: player_action(env, env.agent_index[a], players[env.agent_index[a]])
+             for a in env.agents if env.agent_index[a] in players}
+    given = actions or {}
+    return env.step({**moves, **given} if players_first else {**given, **moves})
+
+
+def win_share(rank: int, winner, me) -> float:
+    """The win rule: 1 for the sole highest final score, 0.5 for a share of the highest, 0 below it.
+    `rank` counts the players ahead of `me`; `winner` is the sole winner (None on a shared top)."""
+    if rank > 0:
+        return 0.0
+    return 1.0 if winner == me else 0.5
+
+
+def play_episode(opponents, seed=None, **config) -> dict:
+    """Play one game to its end with one player (object or spec, see load_opponent) per seat.
+
+    Returns {"scores": final score per seat, "ranks": players with a higher final score, per seat, "winner": seat
+    or None on a tie, "outcome": sparse outcome per seat, "invalid": invalid actions per seat, "steps": env steps}.
     """
-    players = [load_opponent(o) for o in opponents]
-    env = BizSimEnv(n_firms=len(players), **config)
+    players = dict(enumerate(load_opponent(o) for o in opponents))
+    env = BizSimEnv(**{**config, "n_firms": len(players)})
     env.reset(seed=seed)
-    for seat, player in enumerate(players):
-        player.reset(seed=opponent_seed(seed, seat))
+    reset_players(players, seed)
     outcome = np.zeros(len(players))
     infos = {}
     while env.agents:
-        actions = {}
-        for a in env.agents:
-            i = env.agent_index[a]
-            actions[a] = env.encode_flat(i, players[i].act(env.flat_observation(i)))
-        _, _, _, _, infos = env.step(actions)
+        _, _, _, _, infos = play_step(env, players)
         for a, info in infos.items():
             outcome[env.agent_index[a]] += info["reward_terms"]["outcome"]
     final = next(iter(infos.values()))
     scores = [final["final_scores"][a] for a in env.possible_agents]
     winner = final["winner"]
-    return {"scores": scores, "winner": None if winner is None else env.agent_index[winner],
-            "outcome": outcome.tolist(), "steps": env.t}
+    return {"scores": scores, "ranks": [sum(other > mine for other in scores) for mine in scores],
+            "winner": None if winner is None else env.agent_index[winner], "outcome": outcome.tolist(),
+            "invalid": env.invalid.tolist(), "steps": env.t}
 
 
-def wilson_lower(wins: float, n: int, z: float = 1.96) -> float:
-    """Wilson score interval lower bound for a win rate (draws counted as half wins)."""
+def seat_share(result: dict, seat: int) -> float:
+    """The win rule (`win_share`) for `seat` in a `play_episode` result."""
+    return win_share(result["ranks"][seat], result["winner"], seat)
+
+
+def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (low, high) for a win rate of `wins` in `n` games (draws counted as half wins)."""
     if n == 0:
-        return 0.0
+        return 0.0, 1.0
     p = wins / n
-    centre = p + z * z / (2 * n)
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - margin) / (1 + z * z / n)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def head_to_head(a, b, episodes=200, seed=0, **config) -> dict:
@@ -58,11 +101,9 @@ def head_to_head(a, b, episodes=200, seed=0, **config) -> dict:
     wins = 0.0
     for k in range(episodes):
         seats = (a, b) if k % 2 == 0 else (b, a)
-        scores = play_episode(list(seats), seed=seed + k // 2, **config)["scores"]
-        mine, theirs = (scores[0], scores[1]) if k % 2 == 0 else (scores[1], scores[0])
-        wins += 1.0 if mine > theirs else 0.5 if mine == theirs else 0.0
+        wins += seat_share(play_episode(list(seats), seed=seed + k // 2, **config), k % 2)
     return {"a": a, "b": b, "episodes": episodes, "win_rate": wins / episodes,
-            "wilson_lower": wilson_lower(wins, episodes)}
+            "wilson_lower": wilson(wins, episodes)[0]}
 
 
 LADDER_PAIRS = (("L1", "L0"), ("L2", "L1"), ("L3", "L2"), ("L4", "L3"))

@@ -7,7 +7,7 @@ read it, so an opponent can decode an observation without touching the env objec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def price_multipliers(L: int) -> np.ndarray:
     return np.linspace(*PRICE_RANGE, L)
 
 
-@lru_cache(maxsize=None)
+@cache
 def layout(n_firms: int, complexity: int) -> Layout:
     c = COMPLEXITY[complexity]
     P, M, U, R, L = c["products"], c["markets"], c["slots"], c["resources"], c["price_levels"]
@@ -153,7 +153,7 @@ def flat_action_counts() -> dict:
     return {c: layout(2, c).n_actions for c in COMPLEXITY}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sizes_to_layout() -> dict:
     return {(layout(n, c).obs_size, layout(n, c).n_actions): (n, c) for c in COMPLEXITY for n in range(2, 9)}
 
@@ -201,7 +201,7 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def action_index(lo: Layout) -> dict:
     """(verb, product, market, level, resource) -> flat action index, -1 for unused parts."""
     return {(int(v), int(p), int(m), int(lv), int(r)): i

@@ -7,7 +7,7 @@ import numpy as np
 
 from envs.bizsim.env import BizSimEnv
 from envs.bizsim.opponents import load_opponent
-from envs.bizsim.play import opponent_seed
+from envs.bizsim.play import play_step, reset_players
 
 
 class SingleAgentBizSim(gym.Env):
@@ -54,20 +54,12 @@ class SingleAgentBizSim(gym.Env):
         obs, infos = self.game.reset(seed=game_seed)
         others = [i for i in range(self.game.n_firms) if i != self.seat]
         self._players = dict(zip(others, self.opponents))
-        for i, player in self._players.items():
-            player.reset(seed=opponent_seed(game_seed, i) if game_seed is not None else
-                         int(self.np_random.integers(2**31)))
+        reset_players(self._players, game_seed, rng=self.np_random)
         me = self.game.possible_agents[self.seat]
         return obs[me], {**infos[me], "seat": self.seat}
 
     def step(self, action):
-        game = self.game
-        me = game.possible_agents[self.seat]
-        actions = {me: action}
-        for a in game.agents:
-            i = game.agent_index[a]
-            if i != self.seat:
-                actions[a] = game.encode_flat(i, self._players[i].act(game.flat_observation(i)))
-        obs, rewards, terms, truncs, infos = game.step(actions)
+        me = self.game.possible_agents[self.seat]
+        obs, rewards, terms, truncs, infos = play_step(self.game, self._players, {me: action}, players_first=False)
         info = {**infos[me], "seat": self.seat}
         return obs[me], float(rewards[me]), bool(terms[me]), bool(truncs[me]), info

@@ -10,8 +10,23 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 
-from envs.bizsim import (LEVELS, OpponentPool, SingleAgentBizSim, decode_observation, env, flat_action_counts,
-                         infer_layout, ladder, load_opponent, parallel_env, play_episode, wilson_lower)
+from envs.bizsim import (
+    LEVELS,
+    OpponentPool,
+    SingleAgentBizSim,
+    decode_observation,
+    env,
+    flat_action_counts,
+    infer_layout,
+    ladder,
+    load_opponent,
+    parallel_env,
+    parse_mix,
+    parse_specs,
+    play_episode,
+    seat_share,
+    wilson,
+)
 from envs.bizsim import rules as R
 from envs.bizsim.opponents import DriftingOpponent, SwitchingOpponent
 
@@ -140,7 +155,7 @@ def test_money_conserved_and_observations_finite(complexity):
 def _trajectory(seed, **config):
     e = parallel_env(**config)
     out = []
-    for obs, rewards, terms, truncs, infos in _random_rollout(e, 120, seed):
+    for obs, rewards, *_ in _random_rollout(e, 120, seed):
         out.append((sorted(rewards.items()), [o["observations"].tobytes() for o in obs.values()]))
     return out
 
@@ -256,8 +271,56 @@ def test_decode_observation_round_trip():
 def test_play_episode_and_wilson():
     r = play_episode(["L2", "L1", "L0"], seed=4, complexity=2, encoding="factorised")
     assert len(r["scores"]) == 3 and r["winner"] in (0, 1, 2, None)
+    assert sum(seat_share(r, seat) for seat in range(3)) == 1.0          # one winner or a shared top
     assert play_episode(["L3", "L2"], seed=9) == play_episode(["L3", "L2"], seed=9)
-    assert wilson_lower(50, 100) < 0.5 < wilson_lower(65, 100)
+    assert wilson(50, 100)[0] < 0.5 < wilson(65, 100)[0]
+    low, high = wilson(50, 100)
+    assert low < 0.5 < high and low == pytest.approx(1 - high)
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+
+
+def test_native_players_read_the_env_encoding():
+    """A `native` player gets the observation in the game's encoding and answers in it (trained policies)."""
+
+    class Native:
+        native = True
+
+        def __init__(self):
+            self.seen = []
+
+        def reset(self, seed=None):
+            pass
+
+        def act(self, observation):
+            self.seen.append(observation["action_mask"].shape)
+            return np.array([0, 0, 0])
+
+    player = Native()
+    r = play_episode([player, "L2"], seed=1, complexity=2, encoding="factorised")
+    e = parallel_env(n_firms=2, complexity=2, encoding="factorised")
+    assert player.seen and set(player.seen) == {(e.mask_size,)} and r["invalid"][0] == 0
+
+
+def test_opponent_specs_parse_one_way():
+    assert parse_specs(" L1, L2 ,,pkg.mod:Bot,runs/x/snap ") == ["L1", "L2", "pkg.mod:Bot", "runs/x/snap"]
+    assert parse_specs(["L1", " L1"]) == ["L1", "L1"]
+    assert parse_mix("L1,L3") == {"L1": 1.0, "L3": 1.0} == parse_mix(["L1", "L3"])
+    assert parse_mix({"L1": 2, "L2": 0}) == {"L1": 2.0}
+
+
+def test_folder_specs_need_a_folder_loader(tmp_path):
+    with pytest.raises(ValueError, match="unknown opponent"):
+        load_opponent(str(tmp_path))
+    loaded = load_opponent(str(tmp_path), folder=lambda path: LEVELS["L2"]())
+    assert type(loaded).__name__ == "GreedyProducer"
+
+    def broken(path):
+        raise FileNotFoundError("no policy here")
+
+    with pytest.raises(ValueError, match="no policy here"):
+        load_opponent(str(tmp_path), folder=broken)
+    with pytest.raises(ValueError, match="snapshot folder"):
+        load_opponent("nope", folder=broken)
 
 
 def test_ladder_holds():
