@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -95,6 +96,8 @@ def test_same_seed_gives_identical_shards_and_the_dataset_gives_the_same_rows(ra
 
 
 def test_a_killed_run_resumes_without_duplicate_or_missing_pages(ray_session, tmp_path):
+    """SIGKILL a real `python -m workloads.pages` after its first shard, rerun it: the finished shards are kept
+    (not rewritten), the rest are written, every page is there exactly once and no temp file is left."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "workloads.pages", "--kind", "news", "--pages", "10", "--shard-size", "2",
            "--workers", "1", "--out", str(out), "--sample", "0", "--align-pages", "0"]
@@ -110,15 +113,21 @@ def test_a_killed_run_resumes_without_duplicate_or_missing_pages(ray_session, tm
         proc.wait()
     first = sorted(glob.glob(str(out / "*.parquet")))
     assert 1 <= len(first) < 5, "the run should have been killed after its first shard"
+    assert not (out / "summary.json").exists(), "the killed run should not have finished"
     for f in first:  # what a killed run leaves is readable
         assert pq.read_table(f).num_rows == 2
+    kept = {f: os.stat(f).st_mtime_ns for f in first}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    files = sorted(glob.glob(str(out / "news-*")))
-    assert all(f.endswith(".parquet") for f in files) and len(files) == 5
-    ids = [pid for f in files for pid in pq.read_table(f, columns=["page_id"]).column("page_id").to_pylist()]
+    assert sorted(os.listdir(out)) == sorted(["run.json", "summary.json", "class_histogram.png"]
+                                             + [f"news-{k:05d}.parquet" for k in range(5)])  # no temp files
+    ids = [pid for k in range(5)
+           for pid in pq.read_table(out / f"news-{k:05d}.parquet", columns=["page_id"]).column("page_id").to_pylist()]
     assert ids == [f"news-0-{i:08d}" for i in range(10)]
-    assert "already there" in done.stdout
+    assert {f: os.stat(f).st_mtime_ns for f in first} == kept, "finished shards must be skipped, not rewritten"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["workload"] == "pages" and summary["wall_s"] > 0
+    assert (summary["shards_skipped"], summary["shards_written"]) == (len(first), 5 - len(first))
 
 
 def _bank_and_page():

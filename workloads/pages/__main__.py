@@ -13,49 +13,50 @@ sample/coco.json and sample/contact_sheet.png. Schema: workloads/pages/README.md
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads import contract
+from workloads.contract import UsageError, WorkloadConfig, field
+from workloads.pages.augment import margin_patches
 from workloads.pages.schema import KINDS, RARE_MODES, classes
+from workloads.storage import is_uri
 
 
 @dataclasses.dataclass
-class PagesConfig:
+class PagesConfig(WorkloadConfig):
     """Synthesise annotated sheet-music or newspaper pages into Parquet shards (Ray Data)."""
 
-    kind: str = field("music", help="music | news")
-    pages: int = field(100, help="number of pages")
-    out: str = field(None, help="output folder or URI (s3://, gs://, file://; default runs/pages/<timestamp>/); "
-                                "rerun it to resume")
-    seed: int = field(0, help="run seed; page i depends only on (seed, i)")
-    shard_size: int = field(50, help="pages per Parquet shard")
-    workers: int = field(2, help="Ray Data render tasks running at once")
-    degrade: float = field(0.0, help="fraction of pages 'printed and photographed'")
-    rare: str = field("none", help="music rare-symbol synthesis: none | replace | compose | mix")
-    margin_patches: int = field(0, help="crops of 130x80 px pasted into each page's top margin (0: off)")
-    bank_pages: int = field(40, help="pages (composed with rare symbols) the margin-patch crops are cut from")
-    bank_per_class: int = field(8, help="crops per class in the margin-patch bank")
-    sample: int = field(8, help="pages exported to sample/coco.json and sample/contact_sheet.png")
-    align_pages: int = field(8, help="pages on which the photo aligner is checked (0: skip)")
-    smoke_test: bool = field(False, help="a small, fast run of every feature (about a minute)")
+    workload: ClassVar[str] = "pages"
 
-    def validate(self) -> None:
-        if self.kind not in KINDS:
-            raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.rare not in (*RARE_MODES, "mix"):
-            raise UsageError(f"--rare must be one of none, replace, compose, mix, got {self.rare!r}")
-        for name in ("pages", "shard_size", "workers", "bank_pages", "bank_per_class"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("margin_patches", "sample", "align_pages"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must not be negative")
-        if not 0.0 <= self.degrade <= 1.0:
-            raise UsageError("--degrade is a fraction between 0 and 1")
+    kind: str = field("music", help="page kind", choices=KINDS)
+    pages: int = field(100, help="number of pages", minimum=1)
+    out: str = field("", help="folder or URI (s3://, gs://, file://) of the shards, rerun it to resume (default "
+                              "runs/pages/<timestamp>/); with a URI, summary.json and plots go to that default")
+    seed: int = field(0, help="run seed; page i depends only on (seed, i)")
+    shard_size: int = field(50, help="pages per Parquet shard", minimum=1)
+    workers: int = field(2, help="Ray Data render tasks running at once", minimum=1)
+    degrade: float = field(0.0, help="fraction of pages 'printed and photographed'", minimum=0, maximum=1)
+    rare: str = field("none", help="music rare-symbol synthesis (mix: one of the others per page)",
+                      choices=(*RARE_MODES, "mix"))
+    margin_patches: int = field(0, help="crops of 130x80 px pasted into each page's top margin (0: off)", minimum=0)
+    bank_pages: int = field(40, help="pages (composed with rare symbols) the margin-patch crops are cut from",
+                            minimum=1)
+    bank_per_class: int = field(8, help="crops per class in the margin-patch bank", minimum=1)
+    sample: int = field(8, help="pages exported to sample/coco.json and sample/contact_sheet.png", minimum=0)
+    align_pages: int = field(8, help="pages on which the photo aligner is checked (0: skip)", minimum=0)
+
+    def smoke(self) -> PagesConfig:
+        return dataclasses.replace(self, pages=min(self.pages, 16), shard_size=min(self.shard_size, 8),
+                                   degrade=self.degrade or 0.5, margin_patches=self.margin_patches or 6,
+                                   bank_pages=min(self.bank_pages, 6), sample=min(self.sample, 4),
+                                   align_pages=min(self.align_pages, 2))
 
 
 _CONTENT_KEYS = ("kind", "pages", "seed", "shard_size", "degrade", "rare", "margin_patches", "bank_pages",
@@ -83,20 +84,6 @@ def _check_same_run(shards_out: str, cfg: PagesConfig) -> None:
         fs.create_dir(root, recursive=True)
         with fs.open_output_stream(path) as f:
             f.write((json.dumps(spec, indent=2) + "\n").encode())
-
-
-def build_augment(cfg: PagesConfig):
-    """The margin-patch transform, its crops cut from pages composed with rare symbols (a seed of their own)."""
-    if not cfg.margin_patches:
-        return None
-    from workloads.pages.augment import MarginPatches, PatchBank
-    from workloads.pages.core import page_dataset
-
-    bank_seed = int(np.random.SeedSequence([cfg.seed, 7]).generate_state(1)[0])
-    rows = sorted(page_dataset(cfg.kind, cfg.bank_pages, seed=bank_seed, rare="compose",
-                               workers=cfg.workers).iter_rows(), key=lambda r: r["page_index"])
-    bank = PatchBank.from_rows(rows, per_class=cfg.bank_per_class, seed=cfg.seed)
-    return MarginPatches(bank, k=cfg.margin_patches, seed=cfg.seed)
 
 
 def class_histogram(shards_out: str, kind: str) -> Counter:
@@ -133,7 +120,7 @@ def plot_histogram(counts: Counter, kind: str, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [c for c in classes(kind)]
+    names = classes(kind)
     values = [counts.get(c, 0) for c in names]
     order = np.argsort(values)[::-1]
     fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.16), 4))
@@ -147,62 +134,52 @@ def plot_histogram(counts: Counter, kind: str, path) -> None:
     plt.close(fig)
 
 
-def run(cfg: PagesConfig) -> dict:
+def run(cfg: PagesConfig, out: Path) -> dict:
+    """Write the missing shards to `--out` (folder or URI); summary keys, histogram and sample in the run folder."""
     from workloads.pages.core import write_shards
     from workloads.pages.export import export
 
-    remote = bool(cfg.out) and "://" in cfg.out  # shards to a URI, summary and plots to a local run folder
-    out = run_dir("pages", None if remote else cfg.out)
-    shards_out = cfg.out if remote else str(out)
+    shards_out = cfg.out if is_uri(cfg.out) else str(out)
     _check_same_run(shards_out, cfg)
-    init_ray()
     t0 = time.perf_counter()
-    augment = build_augment(cfg)
+    augment = margin_patches(cfg.kind, cfg.margin_patches, cfg.seed, cfg.bank_pages, cfg.bank_per_class,
+                             cfg.workers)
     bank_s = time.perf_counter() - t0
-    written = skipped = pages = 0
+    written = pages = 0
     t1 = time.perf_counter()
     for result in write_shards(shards_out, cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers,
                                cfg.degrade, cfg.rare, augment):
         pages += int(result["pages"])
         written += not result["skipped"]
-    wall = time.perf_counter() - t1
+    write_s = time.perf_counter() - t1
     n_shards = -(-cfg.pages // cfg.shard_size)
     skipped = n_shards - written
     counts = class_histogram(shards_out, cfg.kind)
     total = sum(counts.values())
     ranked = counts.most_common()
+    plot_histogram(counts, cfg.kind, out / "class_histogram.png")
+    outputs = dict(shards=shards_out, class_histogram=str(out / "class_histogram.png"))
+    if cfg.sample:
+        outputs["sample"] = export(shards_out, str(out / "sample"), cfg.sample)
     summary = dict(
-        config=dataclasses.asdict(cfg), shards=n_shards, shards_written=written, shards_skipped=skipped,
-        pages_written=pages, seconds=round(wall, 2), margin_bank_seconds=round(bank_s, 2),
-        pages_per_s=round(pages / wall, 3) if pages else None,
-        pages_per_s_per_worker=round(pages / wall / cfg.workers, 3) if pages else None,
+        outputs=outputs, shards=n_shards, shards_written=written, shards_skipped=skipped, pages_written=pages,
+        write_s=round(write_s, 2), bank_s=round(bank_s, 2),
+        pages_per_s=round(pages / write_s, 3) if pages else None,
+        pages_per_s_per_worker=round(pages / write_s / cfg.workers, 3) if pages else None,
         boxes=total, class_histogram=dict(ranked),
         classes_seen=len(counts), classes_in_list=len(classes(cfg.kind)),
         top_class_share=round(ranked[0][1] / total, 3) if total else None,
         top10_share=round(sum(v for _, v in ranked[:10]) / total, 3) if total else None,
         alignment=alignment_check(cfg) if cfg.align_pages else None,
     )
-    plot_histogram(counts, cfg.kind, out / "class_histogram.png")
-    if cfg.sample:
-        summary["sample"] = export(shards_out, str(out / "sample"), cfg.sample)
-    write_summary(out, summary)
     print(f"{cfg.kind}: {n_shards} shards in {shards_out} ({written} written, {skipped} already there), "
           f"{summary['pages_per_s']} pages/s; alignment {summary['alignment']}")
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = parse_config(PagesConfig, argv, prog="python -m workloads.pages")
-    if cfg.smoke_test:
-        cfg = dataclasses.replace(cfg, pages=min(cfg.pages, 16), shard_size=min(cfg.shard_size, 8),
-                                  degrade=cfg.degrade or 0.5, margin_patches=cfg.margin_patches or 6,
-                                  bank_pages=min(cfg.bank_pages, 6), sample=min(cfg.sample, 4),
-                                  align_pages=min(cfg.align_pages, 2))
-    try:
-        run(cfg)
-    except UsageError as exc:
-        fail(str(exc))
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(PagesConfig, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,6 +4,7 @@ The paper pasted 12 crops of 130x80 px, each centred on a symbol, into the empty
 page, so that on expectation every class shows up within a few iterations despite the heavy imbalance.
 `PatchBank` cuts such crops (with their context and boxes) from rendered pages, one class at a time, and
 `MarginPatches` is the streaming transform: a callable on a pyarrow batch, usable in `Dataset.map_batches`.
+`margin_patches` builds both the one way that workloads.pages (`--margin-patches`) and workloads.vision use.
 """
 
 from __future__ import annotations
@@ -124,6 +125,29 @@ class MarginPatches:
                     extra[name].append(0)
         row.update(image=cv2.imencode(".png", img)[1].tobytes(), boxes=boxes, labels=labels, **extra)
         return row
+
+
+def bank_seed(seed: int) -> int:
+    """The seed of the pages a run's patch bank is cut from: derived from the run seed, never equal to it, so
+    the bank's pages are not pages of the run (one rule for workloads.pages and workloads.vision)."""
+    return int(np.random.SeedSequence([int(seed), 7]).generate_state(1)[0])
+
+
+def margin_patches(kind: str, k: int, seed: int, bank_pages: int, per_class: int = 8,
+                   workers: int = 2) -> MarginPatches | None:
+    """The margin-patch transform of a run with `seed`, or None when `k` is 0.
+
+    Its bank holds up to `per_class` crops per class, cut from `bank_pages` pages composed with rare symbols
+    (`rare="compose"`) under `bank_seed(seed)`; which crops a page gets is drawn from (seed, page index).
+    Needs Ray (the bank's pages come from `page_dataset`).
+    """
+    if not k:
+        return None
+    from workloads.pages.core import page_dataset
+
+    rows = sorted(page_dataset(kind, bank_pages, seed=bank_seed(seed), rare="compose", workers=workers).iter_rows(),
+                  key=lambda r: r["page_index"])
+    return MarginPatches(PatchBank.from_rows(rows, per_class=per_class, seed=seed), k=k, seed=seed)
 
 
 def batches_until_all_seen(label_batches, classes, max_batches: int = 1000) -> int | None:

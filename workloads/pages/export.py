@@ -8,15 +8,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from workloads.contract import UsageError, field, parse_config, write_json
+from workloads.contract import UsageError, fail, field, parse_config, write_json
 from workloads.pages.core import finished_shards
 from workloads.pages.schema import KINDS, classes, decode_png
+from workloads.storage import is_uri
 
 
 def read_sample(shards_dir: str, n: int) -> list[dict]:
@@ -92,25 +94,23 @@ class ExportConfig:
 
     shards: str = field(None, help="folder or URI holding the .parquet shards")
     out: str = field(None, help="local output folder (default: <shards>/sample, or runs/pages/sample for a URI)")
-    n: int = field(8, help="number of pages to export")
+    n: int = field(8, help="number of pages to export", minimum=1)
 
     def validate(self) -> None:
-        if not self.shards or ("://" not in self.shards and not os.path.isdir(self.shards)):
+        if not self.shards or (not is_uri(self.shards) and not os.path.isdir(self.shards)):
             raise UsageError(f"--shards {self.shards!r} is not a folder")
-        if self.n < 1:
-            raise UsageError("--n must be at least 1")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """A sub-command without a run folder: flags as the contract parses them, usage errors exit 2."""
     cfg = parse_config(ExportConfig, argv, prog="python -m workloads.pages.export")
+    default = os.path.join("runs", "pages", "sample") if is_uri(cfg.shards) else os.path.join(cfg.shards, "sample")
     try:
-        default = os.path.join("runs", "pages", "sample") if "://" in cfg.shards else os.path.join(cfg.shards, "sample")
         print(json.dumps(export(cfg.shards, cfg.out or default, cfg.n)))
     except UsageError as exc:
-        from workloads.contract import fail
-
         fail(str(exc))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
