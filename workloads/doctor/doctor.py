@@ -4,17 +4,23 @@ How to run:
     python -m workloads.doctor                      # embedded local Ray
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m workloads.doctor
 
-Results to expect: one row per alive node; the exit code is 1 when a node cannot import the project or runs
-other Ray/Python versions than the driver, so it can gate deployments.
+Results to expect: one row per alive node (also in <out>/nodes.txt) and summary.json with the common
+keys of workloads/contract.py and `driver`, `cluster_resources`, `nodes`, `problems`, `healthy`; the exit code
+is 1 when a node cannot import the project or runs other Ray/Python versions than the driver (status
+`unhealthy`), so it can gate deployments, and 2 for a bad flag. The doctor is quick anyway: `--smoke-test` runs
+the same checks and only waits at most 60 s for the nodes' answers.
 """
 
 from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
 
-from workloads.contract import field, init_ray, parse_config, run_dir, write_json, write_summary
+from workloads import contract
+from workloads.contract import WorkloadConfig, field, write_json
 
 PACKAGES = ("ray", "torch", "numpy", "scikit-learn", "pyarrow", "optuna", "gymnasium", "pettingzoo",
             "opencv-python-headless")
@@ -22,12 +28,17 @@ PROJECT_MODULES = ("cluster", "envs", "workloads", "serving")
 
 
 @dataclass
-class DoctorConfig:
+class DoctorConfig(WorkloadConfig):
     """Check every node of the cluster and write the findings as a table and JSON."""
 
-    out: str = field("", help="output folder (default runs/doctor/<timestamp>/)")
-    json: str = field("", help="also write the report to this JSON file")
-    smoke_test: bool = field(False, help="accepted for symmetry with other workloads; the doctor is always quick")
+    workload: ClassVar[str] = "doctor"
+
+    json: str = field("", help="also write the report (driver, nodes, problems, healthy) to this JSON file")
+    timeout_s: float = field(300.0, help="how long to wait for every node's answer", minimum=1)
+    smoke_test: bool = field(False, help="the same quick checks, waiting at most 60 s for the nodes")
+
+    def smoke(self) -> DoctorConfig:
+        return replace(self, timeout_s=min(self.timeout_s, 60.0))
 
 
 def probe() -> dict:
@@ -71,7 +82,7 @@ def probe() -> dict:
     }
 
 
-def diagnose() -> dict:
+def diagnose(timeout_s: float = 300.0) -> dict:
     """Probe every alive node (pinned by node id) and compare what they see with the driver."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -83,7 +94,7 @@ def diagnose() -> dict:
         remote = ray.remote(num_cpus=0, num_gpus=gpus)(probe)
         refs.append(remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                     .remote())
-    reports = ray.get(refs, timeout=300)
+    reports = ray.get(refs, timeout=timeout_s)
     for node, report in zip(nodes, reports):
         report["ray_resources"] = {k: v for k, v in node["Resources"].items() if k in ("CPU", "GPU", "memory")}
         report["object_store_bytes"] = node["Resources"].get("object_store_memory", 0)
@@ -118,16 +129,21 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = parse_config(DoctorConfig, argv, prog="python -m workloads.doctor")
-    out = run_dir("doctor", config.out)
-    init_ray()
-    result = diagnose()
-    print(format_table(result))
+def run(cfg: DoctorConfig, out: Path) -> dict:
+    """Probe the cluster, print and save the table; the report is the summary's own keys (status `unhealthy`, exit
+    code 1, when a node has a problem)."""
+    result = diagnose(cfg.timeout_s)
+    table = format_table(result)
+    print(table)
+    (out / "nodes.txt").write_text(table + "\n")
     for problem in result["problems"]:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{'healthy' if result['healthy'] else 'UNHEALTHY'}: {len(result['nodes'])} node(s); report in {out}")
-    write_summary(out, {"workload": "doctor", **result})
-    if config.json:
-        write_json(config.json, result)
-    return 0 if result["healthy"] else 1
+    if cfg.json:
+        write_json(cfg.json, result)
+    return {**result, "status": "ok" if result["healthy"] else "unhealthy",
+            "outputs": {"table": str(out / "nodes.txt"), **({"json": cfg.json} if cfg.json else {})}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(DoctorConfig, run, argv, prog="python -m workloads.doctor")
