@@ -62,8 +62,8 @@ def in_process(files, requests: int) -> dict:
     import torch
 
     from serving.face.app import capture
-    from workloads.images import decode_image
     from workloads.face import models, motion, quality, train
+    from workloads.images import decode_image
 
     torch.set_num_threads(1)
     m = train.load()

@@ -112,11 +112,12 @@ def _wait(url: str, timeout: float = 90) -> None:
 # ------------------------------------------------------------------------------------------ plain uvicorn
 def plain_app():
     """The same decode and model code as /omr, in one FastAPI process without Serve."""
-    from serving.common import read_image
-    from workloads.pages.schema import MUSIC_CLASSES as CLASSES
-    from workloads.vision import dwd
-    from workloads.registry import find_model
     import torch
+
+    from serving.uploads import read_image
+    from workloads.pages.schema import MUSIC_CLASSES as CLASSES
+    from workloads.registry import find_model
+    from workloads.vision import dwd
 
     torch.set_num_threads(1)
     found = find_model("omr", "dwd")

@@ -24,13 +24,12 @@ from fastapi import FastAPI, HTTPException, Request
 from ray import serve
 from starlette.datastructures import UploadFile
 
-from serving.common import IMAGE_TYPES, batch_options, deployment_options, read_body
+from serving.skeleton import ModelApp, bind, model_args, model_ingress
+from serving.uploads import IMAGE_TYPES, read_body
 from workloads.images import ImageError, decode_image
 
 api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
-UNTRAINED = "untrained fallback models: no face bundle in the registry or builtin; every score is meaningless"
-SYNTHETIC = "models trained on synthetic data only (scikit-image pictures, synthesised attacks)"
 MATCH_LIMITS = ("the matcher learned from one picture per person: a high score means 'same picture seen under "
                 "other conditions', not a verified identity")
 MAX_FRAMES = 8
@@ -94,21 +93,20 @@ class FaceExpert:
 
 
 @serve.deployment
-@serve.ingress(api)
-class FaceVerify:
+@model_ingress(api)
+class FaceVerify(ModelApp):
+    task, note = "face", "models trained on synthetic data only (scikit-image pictures, synthesised attacks)"
+    untrained = "untrained fallback models: no face bundle in the registry or builtin; every score is meaningless"
+
     def __init__(self, experts: dict, registry: str | None = None, version: str = "latest",
                  max_pixels: int = 16_000_000):
         from workloads.face import train
 
         self.experts = experts
-        self.models = train.load(registry, version)
-        self.capture = int(self.models.meta.get("capture", 128))
+        self.models = train.load(registry, version)  # the whole bundle, for the fusion tree and its thresholds
+        self.meta, self.trained = self.models.meta, self.models.trained
+        self.capture = int(self.meta.get("capture", 128))
         self.max_pixels = max_pixels
-
-    def _info(self) -> dict[str, Any]:
-        meta = self.models.meta
-        return dict(name=meta.get("name"), version=meta.get("version"), trained=self.models.trained,
-                    code_version=meta.get("code_version"), note=SYNTHETIC)
 
     async def _images(self, request: Request) -> tuple[list[np.ndarray], np.ndarray]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -166,7 +164,7 @@ class FaceVerify:
         fused = float(self.models.fuse({k: np.array([v]) for k, v in probs.items()})[0])
         threshold = float(self.models.thresholds.get("ensemble", 0.5))
         body: dict[str, Any] = dict(
-            model=self._info(),
+            model=self.info(),
             orientation=dict(selfie=dict(rotated_by=sel_deg, confidence=round(sel_conf, 4)),
                              id_photo=dict(rotated_by=id_deg, confidence=round(id_conf, 4)),
                              note="degrees counter-clockwise the upload was rotated by; the app turned it upright"),
@@ -176,22 +174,12 @@ class FaceVerify:
                        frames=len(frames), note=None if p_motion is not None else
                        "one frame only: send 2-8 'selfie' frames for the motion expert"),
             match=dict(score=round(match, 4), note=MATCH_LIMITS))
-        if not self.models.trained:
-            body["warning"] = UNTRAINED
-        return body
+        return self.warned(body)
 
-    @api.get("/health")
-    async def health(self) -> dict[str, Any]:
+    async def health_body(self) -> dict[str, Any]:
         for role in ROLES:  # a health call per expert replica that would answer
             await self.experts[role].check_health.remote()
-        body = dict(status="ok", model=self._info(), experts=list(ROLES))
-        if not self.models.trained:
-            body["warning"] = UNTRAINED
-        return body
-
-    @api.get("/model")
-    def model_info(self) -> dict[str, Any]:
-        return dict(self.models.meta, trained=self.models.trained)
+        return dict(status="ok", model=self.info(), experts=list(ROLES))
 
 
 def build_app(args: dict[str, Any] | None = None):
@@ -199,13 +187,8 @@ def build_app(args: dict[str, Any] | None = None):
     num_cpus (each expert), ingress_num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/
     target_ongoing_requests, max_ongoing_requests, max_queued_requests, max_pixels."""
     args = dict(args or {})
-    batch = batch_options(args)
-    opts = deployment_options(args, batch["max_batch_size"], num_cpus=0.05)
-    experts = {role: FaceExpert.options(name=f"Face_{role}", **opts).bind(
-        role, registry=args.get("registry"), version=args.get("version", "latest"),
-        threads=int(args.get("threads", 1)), **batch) for role in ROLES}
-    ingress = deployment_options(dict(args, num_cpus=args.get("ingress_num_cpus", 0.05), num_gpus=0),
-                                 batch["max_batch_size"])
-    return FaceVerify.options(**ingress).bind(experts, registry=args.get("registry"),
-                                              version=args.get("version", "latest"),
-                                              max_pixels=int(args.get("max_pixels", 16_000_000)))
+    experts = {role: bind(FaceExpert.options(name=f"Face_{role}"), args, num_cpus=0.05, role=role,
+                          **model_args(args, max_pixels=None)) for role in ROLES}
+    ingress = dict(args, num_cpus=args.get("ingress_num_cpus", 0.05), num_gpus=0)
+    return bind(FaceVerify, ingress, batched=False, experts=experts, registry=args.get("registry"),
+                version=args.get("version", "latest"), max_pixels=int(args.get("max_pixels", 16_000_000)))

@@ -25,10 +25,10 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 
-from serving.common import (batch_options, check_api_key, checked_name, configured_secret, deployment_options,
-                            read_body, read_image)
-from workloads.registry import BUILTIN_REGISTRY, find_model, list_models, registry_root
+from serving.skeleton import bind
+from serving.uploads import check_api_key, checked_name, configured_secret, read_body, read_image
 from workloads.images import MAX_PIXELS, ImageError, decode_image
+from workloads.registry import BUILTIN_REGISTRY, find_model, list_models, registry_root
 
 api = FastAPI(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
 UNTRAINED = "untrained fallback model for {what}: no trained model in the registry or builtin; output is meaningless"
@@ -81,7 +81,7 @@ class NewsSegmenter:
     def publishers(self) -> dict[str, bool]:
         """Publishers the app serves: trained ones (registry, builtin) and the page generator's (untrained).
         Listed again at most every 30 s, so new registry models show up without a restart."""
-        from workloads.pages.news import PUBLISHERS
+        from workloads.pages.schema import PUBLISHERS
 
         if time.monotonic() - getattr(self, "_listed_at", -1e9) < 30:
             return self._known
@@ -121,7 +121,9 @@ class NewsSegmenter:
             return np.ones(len(images))
         feats = np.stack([news.page_features(img) for img in images])
         proba = self.forest.predict_proba(feats)
-        return proba[:, list(self.forest.classes_).index(True)] if True in self.forest.classes_ else np.zeros(len(images))
+        if True not in self.forest.classes_:
+            return np.zeros(len(images))
+        return proba[:, list(self.forest.classes_).index(True)]
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def segment_batch(self, items: list[tuple[str, np.ndarray]]) -> list[dict]:
@@ -142,7 +144,8 @@ class NewsSegmenter:
                 masks[i] = m
         results = []
         for i, (pub, _) in enumerate(items):
-            articles = [dict(id=k, box=b) for k, b in enumerate(news.boxes_from_mask(masks[i]), 1)] if i in masks else []
+            boxes = news.boxes_from_mask(masks[i]) if i in masks else []
+            articles = [dict(id=k, box=b) for k, b in enumerate(boxes, 1)]
             results.append(dict(p_article=float(p_article[i]), articles=articles,
                                 model=models[pub].info() if pub in models else None))
         return results
@@ -174,7 +177,8 @@ class NewsSegmenter:
         try:
             fix = Correction.model_validate_json(raw)
         except ValidationError as exc:
-            raise HTTPException(422, f"invalid correction: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            first = exc.errors()[0]
+            raise HTTPException(422, f"invalid correction: {first['loc']}: {first['msg']}") from None
         name = checked_name(fix.publisher, "publisher")
         if name not in self.publishers():
             raise HTTPException(404, f"unknown publisher {name!r}; GET /news/publishers lists them")
@@ -220,8 +224,6 @@ def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args: registry, api_key (else $DLWILD_NEWS_API_KEY), corrections_db, max_batch_size,
     batch_wait_timeout_s, threads, num_cpus, num_gpus, replica and queue limits as for /omr, max_pixels."""
     args = dict(args or {})
-    batch = batch_options(args, default_batch=4)
-    return NewsSegmenter.options(**deployment_options(args, batch["max_batch_size"])).bind(
-        registry=args.get("registry"), api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
-        corrections_db=args.get("corrections_db"), max_pixels=int(args.get("max_pixels", MAX_PIXELS)),
-        threads=int(args.get("threads", 1)), **batch)
+    return bind(NewsSegmenter, args, default_batch=4, api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
+                corrections_db=args.get("corrections_db"), registry=args.get("registry"),
+                max_pixels=int(args.get("max_pixels", MAX_PIXELS)), threads=int(args.get("threads", 1)))

@@ -21,44 +21,37 @@ import numpy as np
 from fastapi import FastAPI, Request
 from ray import serve
 
-from serving.common import batch_options, deployment_options, read_image
-from workloads.registry import find_model
+from serving.skeleton import ModelApp, bind, model_args, model_ingress
+from serving.uploads import read_image
 from workloads.images import MAX_PIXELS
 
 api = FastAPI(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
-UNTRAINED = "untrained fallback model: no qc model in the registry or builtin; outputs are meaningless"
-SYNTHETIC = "model trained on synthetic tube images only"
 
 
 @serve.deployment
-@serve.ingress(api)
-class QCInspector:
+@model_ingress(api)
+class QCInspector(ModelApp):
+    task, note = "qc", "model trained on synthetic tube images only"
+    untrained = "untrained fallback model: no qc model in the registry or builtin; outputs are meaningless"
+
     def __init__(self, registry: str | None = None, version: str = "latest", max_pixels: int = MAX_PIXELS,
                  threads: int = 1, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
         import torch
 
-        from workloads.registry import torch_state
         from workloads.qc import data, models
+        from workloads.registry import torch_state
 
         torch.set_num_threads(threads)
         self.model = models.DefectCNN()
-        found = find_model("qc", "tubes", version, registry)
-        if found:
-            files, self.meta = found
+        files = self.load(models.NAME, version, registry, size=data.SIZE, decision_threshold=0.5,
+                          entropy_scale=[1.0] * self.model.stem[0].out_channels, entropy_threshold=float("inf"))
+        if files:
             self.model.load_state_dict(torch_state(files["weights.pt"]))
-        else:
-            self.meta = dict(task="qc", name="tubes", version=None, size=data.SIZE, decision_threshold=0.5,
-                             entropy_scale=[1.0] * self.model.stem[0].out_channels, entropy_threshold=float("inf"))
         self.model.eval()
-        self.trained = bool(found)
         self.size = int(self.meta["size"])
         self.max_pixels = max_pixels
         self.inspect_batch.set_max_batch_size(max_batch_size)
         self.inspect_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
-
-    def _info(self) -> dict[str, Any]:
-        return dict(name=self.meta.get("name"), version=self.meta.get("version"), trained=self.trained,
-                    code_version=self.meta.get("code_version"), note=SYNTHETIC)
 
     def _run(self, images: list[np.ndarray]) -> list[dict]:
         from workloads.qc import models
@@ -84,28 +77,14 @@ class QCInspector:
         r = await self.inspect_batch(img)
         threshold, e_thr = float(self.meta["decision_threshold"]), float(self.meta["entropy_threshold"])
         body: dict[str, Any] = dict(
-            model=self._info(), defect_probability=round(r["p"], 5), defect=r["p"] >= threshold,
+            model=self.info(), defect_probability=round(r["p"], 5), defect=r["p"] >= threshold,
             decision_threshold=threshold,
             adversarial=dict(flag=r["entropy"] > e_thr, spatial_entropy=round(r["entropy"], 4),
                              threshold=e_thr if np.isfinite(e_thr) else None),
             input_size=[int(img.shape[1]), int(img.shape[0])])
         if saliency:
             body["saliency_png"] = r["saliency"]
-        if not self.trained:
-            body["warning"] = UNTRAINED
-        return body
-
-    @api.get("/health")
-    def health(self) -> dict[str, Any]:
-        self.check_health()
-        body = dict(status="ok", model=self._info())
-        if not self.trained:
-            body["warning"] = UNTRAINED
-        return body
-
-    @api.get("/model")
-    def model_info(self) -> dict[str, Any]:
-        return dict(self.meta, trained=self.trained)
+        return self.warned(body)
 
     def check_health(self) -> None:
         """Serve's health check: the model must still run (on a blank image)."""
@@ -116,8 +95,4 @@ def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args (all optional): registry, version, max_batch_size, batch_wait_timeout_s, threads,
     num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests, max_ongoing_requests,
     max_queued_requests, max_pixels."""
-    args = dict(args or {})
-    batch = batch_options(args)
-    return QCInspector.options(**deployment_options(args, batch["max_batch_size"], num_cpus=0.1)).bind(
-        registry=args.get("registry"), version=args.get("version", "latest"),
-        max_pixels=int(args.get("max_pixels", MAX_PIXELS)), threads=int(args.get("threads", 1)), **batch)
+    return bind(QCInspector, args, num_cpus=0.1, **model_args(dict(args or {})))

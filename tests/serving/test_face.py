@@ -3,33 +3,12 @@ deployment per expert, health, and bad uploads (4xx, and the app keeps answering
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import cv2
-import httpx
 import numpy as np
 import pytest
 
+from tests.serving.bad_images import bomb_png, zero_width_png
 from workloads.face import data, train
-
-
-def zero_width_png() -> bytes:
-    """A PNG whose header says 0 x 10 pixels (encoders refuse to write one, so build it by hand)."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-def bomb_png() -> bytes:
-    """900 megapixels in a few KB: must be refused from the header, before decoding."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("1", (30000, 30000)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def jpg(img: np.ndarray) -> bytes:
@@ -48,17 +27,12 @@ def presentation():
 
 
 @pytest.fixture(scope="module")
-def face(serve_http, tmp_path_factory):
-    from ray import serve
-
+def face(deploy_app, tmp_path_factory):
     from serving.face.app import build_app
 
     registry = tmp_path_factory.mktemp("registry")  # empty: the app falls back to the committed bundle
-    serve.run(build_app({"registry": str(registry), "num_replicas": 1, "max_batch_size": 4}), name="face",
-              route_prefix="/face")
-    with httpx.Client(base_url=serve_http, timeout=120) as client:
+    with deploy_app("face", build_app, {"registry": str(registry)}, timeout=120) as client:
         yield client
-    serve.delete("face")
 
 
 def _files(frames, id_photo):

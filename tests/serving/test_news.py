@@ -13,9 +13,9 @@ import pytest
 import skops.io as sio
 
 from workloads.pages.core import render_page
-from workloads import images, registry
+from workloads.pages.schema import decode_png, rle_to_mask
+from workloads.registry import save_model, torch_bytes
 from workloads.vision import news
-from workloads.pages.core import decode_png
 
 KEY = "test-key-not-a-default"
 
@@ -34,11 +34,11 @@ def registry(tmp_path_factory, pages):
     for seed, pub in enumerate(("morning_post", "daily_ledger")):
         torch.manual_seed(seed)
         model = news.build_model()
-        registry.save_model(str(root), "news", pub, {"weights.pt": registry.torch_bytes(model.state_dict())},
-                          dict(widths=list(model.widths), command="test"))
+        save_model(str(root), "news", pub, {"weights.pt": torch_bytes(model.state_dict())},
+                   dict(widths=list(model.widths), command="test"))
     feats = np.stack([news.page_features(decode_png(p["image"])) for p in pages])
     forest = news.preclassifier(0).fit(feats, np.array([p["is_article"] for p in pages]))
-    registry.save_model(str(root), "news", "preclassifier", {"model.skops": sio.dumps(forest)}, {})
+    save_model(str(root), "news", "preclassifier", {"model.skops": sio.dumps(forest)}, {})
     return root
 
 
@@ -112,7 +112,8 @@ def test_bad_images(client):
 
 def _correction(page, **over):
     img = decode_png(page["image"])
-    body = dict(publisher=page["publisher"] if page["publisher"] in ("morning_post", "daily_ledger") else "morning_post",
+    trained = ("morning_post", "daily_ledger")
+    body = dict(publisher=page["publisher"] if page["publisher"] in trained else "morning_post",
                 image_base64=base64.b64encode(page["image"]).decode(), is_article=True,
                 articles=[[10, 10, img.shape[1] // 2, img.shape[0] // 2]])
     body.update(over)
@@ -146,7 +147,6 @@ def test_corrections_survive_restart_and_feed_training(client, registry, pages):
     _deploy(registry, client.db)
     health = client.get("/news/health").json()
     assert health["status"] == "ok" and health["corrections"] == before + 1
-    from workloads.pages.news import rle_to_mask
     from workloads.vision.corrections import CorrectionStore
 
     rows = CorrectionStore(client.db).rows()

@@ -4,17 +4,14 @@ app keeps answering)."""
 from __future__ import annotations
 
 import base64
-import io
-import struct
-import zlib
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
+from tests.serving.bad_images import bomb_png, zero_width_png
 from workloads.pages.schema import MUSIC_CLASSES as CLASSES
-from workloads import images, registry
+from workloads.registry import save_model, torch_bytes
 from workloads.vision import dwd
 
 
@@ -24,37 +21,22 @@ def png(shape=(120, 90), value=255) -> bytes:
     return cv2.imencode(".png", img)[1].tobytes()
 
 
-def zero_width_png() -> bytes:
-    """A PNG whose header says 0 x 10 pixels (encoders refuse to write one, so build it by hand)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-def bomb_png() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("1", (30000, 30000)).save(buf, "PNG")  # 900 MP in a few KB
-    return buf.getvalue()
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A registry holding one DWD (untrained weights, but published: the app calls it trained)."""
+    root = tmp_path_factory.mktemp("registry")
+    model = dwd.build_model(len(CLASSES))
+    save_model(str(root), "omr", "dwd", {"weights.pt": torch_bytes(model.state_dict())},
+               dict(classes=CLASSES, widths=list(model.widths), command="test"))
+    return root
 
 
 @pytest.fixture(scope="module")
-def omr(serve_http, tmp_path_factory):
-    from ray import serve
-
+def omr(deploy_app, registry):
     from serving.omr.app import build_app
 
-    registry = tmp_path_factory.mktemp("registry")
-    model = dwd.build_model(len(CLASSES))
-    registry.save_model(str(registry), "omr", "dwd", {"weights.pt": registry.torch_bytes(model.state_dict())},
-                      dict(classes=CLASSES, widths=list(model.widths), command="test"))
-    serve.run(build_app({"registry": str(registry), "num_replicas": 1, "max_batch_size": 4}), name="omr",
-              route_prefix="/omr")
-    with httpx.Client(base_url=serve_http, timeout=60) as client:
+    with deploy_app("omr", build_app, {"registry": str(registry)}) as client:
         yield client
-    serve.delete("omr")
 
 
 def test_detect_and_overlay(omr):
@@ -102,3 +84,18 @@ def test_multipart_without_file_and_bad_query(omr):
     assert r.status_code == 400 and "file" in r.json()["detail"]
     r = omr.post("/omr/detect", content=png(), headers={"content-type": "image/png"}, params={"min_score": 7})
     assert r.status_code == 422
+
+
+def test_untrained_fallback_says_so_everywhere(omr, deploy_app, registry):
+    """A model in neither the registry nor builtin: a second app of the same class, beside the first, serves an
+    untrained network and says so in every answer while the first one stays trained."""
+    from serving.omr.app import build_app
+
+    with deploy_app("omr-untrained", build_app, {"registry": str(registry), "model": "absent"}) as client:
+        r = client.post("/omr-untrained/detect", content=png(), headers={"content-type": "image/png"})
+        assert r.status_code == 200 and r.json()["model"]["trained"] is False and "untrained" in r.json()["warning"]
+        health = client.get("/omr-untrained/health").json()
+        assert health["status"] == "ok" and health["model"]["version"] is None and "untrained" in health["warning"]
+        model = client.get("/omr-untrained/model").json()
+        assert model == dict(task="omr", name="absent", version=None, trained=False)
+        assert "warning" not in omr.get("/omr/health").json()

@@ -6,11 +6,10 @@ from __future__ import annotations
 import base64
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
-from tests.serving.test_face import bomb_png, zero_width_png
+from tests.serving.bad_images import bomb_png, zero_width_png
 from workloads.qc import data
 
 
@@ -19,17 +18,12 @@ def png(img: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def qc(serve_http, tmp_path_factory):
-    from ray import serve
-
+def qc(deploy_app, tmp_path_factory):
     from serving.qc.app import build_app
 
     registry = tmp_path_factory.mktemp("registry")  # empty: the app falls back to the committed model
-    serve.run(build_app({"registry": str(registry), "num_replicas": 1, "max_batch_size": 4}), name="qc",
-              route_prefix="/qc")
-    with httpx.Client(base_url=serve_http, timeout=60) as client:
+    with deploy_app("qc", build_app, {"registry": str(registry)}) as client:
         yield client
-    serve.delete("qc")
 
 
 def test_inspect(qc):

@@ -1,10 +1,10 @@
-"""Hardening and plumbing shared by the model apps (/omr, /news): uploads, API keys, model lookup, options.
+"""What a request brings in, checked before any app code sees it: bodies, images, names and API keys.
 
-Every POST needs a body; images come as raw bytes (`Content-Type: image/png`, `image/jpeg` or
-`application/octet-stream`) or as the `file` field of a multipart form. They are checked by signature and by the
-dimensions in their header before any pixel is decoded (decompression bombs), and every failure becomes a 4xx
-with a one-line reason. Write endpoints compare an API key from the app's configuration (Serve app args or an
-environment variable), never a default in code.
+Used by every model app (/omr, /news, /face, /qc). Every POST needs a body; images come as raw bytes
+(`Content-Type: image/png`, `image/jpeg` or `application/octet-stream`) or as the `file` field of a multipart
+form. They are checked by signature and by the dimensions in their header before any pixel is decoded
+(decompression bombs), and every failure becomes a 4xx with a one-line reason. Write endpoints compare an API
+key from the app's configuration (Serve app args or an environment variable), never a default in code.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from workloads.registry import RegistryError, check_name
 from workloads.images import MAX_PIXELS, ImageError, decode_image
+from workloads.registry import RegistryError, check_name
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one upload
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
@@ -77,29 +77,3 @@ def check_api_key(request: Request, expected: str | None) -> None:
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong X-API-Key header")
-
-
-def batch_options(args: dict[str, Any], default_batch: int = 8) -> dict[str, Any]:
-    """`max_batch_size` and `batch_wait_timeout_s` from app args (1 turns batching off)."""
-    return dict(max_batch_size=int(args.get("max_batch_size", default_batch)),
-                batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.005)))
-
-
-def deployment_options(args: dict[str, Any], batch: int, num_cpus: float = 0.25) -> dict[str, Any]:
-    """Replica options from app args: fractional CPUs/GPUs, autoscaling, and the bounded queue (503 beyond)."""
-    opts: dict[str, Any] = dict(
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", num_cpus)),
-                           "num_gpus": float(args.get("num_gpus", 0))},
-        max_ongoing_requests=max(int(args.get("max_ongoing_requests", 2 * batch)), batch),
-        max_queued_requests=int(args.get("max_queued_requests", 64)),
-        health_check_period_s=float(args.get("health_check_period_s", 10)),
-    )
-    if "num_replicas" in args:
-        opts["num_replicas"] = int(args["num_replicas"])
-    else:
-        opts["autoscaling_config"] = dict(min_replicas=int(args.get("min_replicas", 1)),
-                                          max_replicas=int(args.get("max_replicas", 2)),
-                                          target_ongoing_requests=float(args.get("target_ongoing_requests",
-                                                                                 max(2, batch))),
-                                          upscale_delay_s=5, downscale_delay_s=30)
-    return opts
