@@ -42,11 +42,11 @@ class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
     per_family: int = field(200, help=f"training presentations per attack family {ENOUGH}", minimum=4)
     test_live: int = field(400, help="live test presentations (held-out scenes and faces)", minimum=1)
     test_per_family: int = field(100, help="test presentations per attack family", minimum=1)
+    lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
     steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM", minimum=1)
     aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding", minimum=1)
     views: int = field(12, help="rendered ID-photo and selfie views per training face (orientation, matcher)",
                        minimum=1)
-    lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
     chunk: int = field(40, help="presentations rendered per Ray task", minimum=1)
 
     def smoke(self) -> FaceConfig:
@@ -103,6 +103,8 @@ def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from workloads.plots import plot_losses
+
     names = list(next(iter(protocols.values()))["metrics"])
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(names)
@@ -116,17 +118,7 @@ def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
     fig.tight_layout()
     fig.savefig(out / "acer.png", dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, vals in losses.items():
-        k = max(1, len(vals) // 30)
-        ax.plot(np.convolve(vals, np.ones(k) / k, "valid"), label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (moving mean)")
-    ax.set_title("Face-ID models, synthetic data")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "losses.png", dpi=110)
-    plt.close(fig)
+    plot_losses(out / "losses.png", losses, "Face-ID models, synthetic data")
     rows = [np.concatenate(imgs, 1) for imgs in samples.values()]
     grid = np.concatenate(rows, 0)
     for i, label in enumerate(samples):

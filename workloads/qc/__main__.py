@@ -94,6 +94,8 @@ def _plots(out, results: dict, saliency_rows, entropies, precision) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from workloads.plots import plot_losses
+
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = list(results)
     ax.bar(names, [results[n]["recall_at_precision"] for n in names], color="tab:blue")
@@ -103,19 +105,7 @@ def _plots(out, results: dict, saliency_rows, entropies, precision) -> None:
     fig.tight_layout()
     fig.savefig(out / "remedies.png", dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for n in names:
-        if "losses" in results[n]:
-            vals = results[n]["losses"]
-            k = max(1, len(vals) // 30)
-            ax.plot(np.convolve(vals, np.ones(k) / k, "valid"), label=n)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (moving mean)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "losses.png", dpi=110)
-    plt.close(fig)
+    plot_losses(out / "losses.png", {n: results[n]["losses"] for n in names if "losses" in results[n]}, log=True)
     clean, adv = entropies
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(clean, 40, alpha=0.6, label="clean")
