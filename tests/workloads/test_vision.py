@@ -6,6 +6,12 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +24,8 @@ from workloads.pages.schema import classes, decode_png, rle_to_mask
 from workloads.registry import RegistryError
 from workloads.vision import dwd, news
 from workloads.vision.train import crop
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +115,8 @@ def test_dwd_decodes_its_own_targets(music_pages):
     img = decode_png(row["image"])
     t = dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape)
     onehot = lambda a, n: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n).permute(2, 0, 1)[None]  # noqa: E731
-    out = dict(cls=onehot(t["cls"], len(names) + 1).float() * 10, energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
+    out = dict(cls=onehot(t["cls"], len(names) + 1).float() * 10,
+               energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
                box=torch.from_numpy(t["size"].astype(np.float32))[None])
     dets = dwd.decode(out, names, [img.shape])
     result = coco_map([row["boxes"]], [row["labels"]], dets, names)
@@ -211,7 +220,10 @@ def test_smoke_job_trains_and_publishes(ray_session, tmp_path):
     main(["--task", "omr", "--smoke-test", "--steps", "16", "--registry", str(tmp_path / "reg"),
           "--out", str(tmp_path / "run")])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == 16 and "map50_clean" in summary["eval"]["clean"] or "map50" in summary["eval"]["clean"]
+    assert summary["status"] == "ok" and summary["wall_s"] > 0 and summary["steps"] == 12  # smoke() caps --steps
+    assert "map50" in summary["eval"]["clean"] and 0.0 <= summary["map50_clean"] <= 1.0
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "omr").glob("step-*.pt")) == [
+        "step-00000008.pt", "step-00000012.pt"]  # every 4 steps at smoke size, the last two kept
     files, meta = registry.load_model(str(tmp_path / "reg"), "omr", "dwd")
     assert meta["command"].startswith("python -m workloads.vision") and "weights.pt" in files
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
@@ -223,13 +235,65 @@ def test_evaluate_a_published_detector(ray_session, tmp_path, capsys):
 
     reg = tmp_path / "reg"
     meta = dict(classes=classes("music"), train_class_counts={"staff": 50, "clefG": 2})
-    registry.save_model(str(reg), "omr", "dwd", {"weights.pt": registry.torch_bytes(dwd.build_model(len(meta["classes"]))
-                                                                                 .state_dict())}, meta)
-    main(["--registry", str(reg), "--eval-pages", "1", "--json", str(tmp_path / "eval.json")])
+    weights = registry.torch_bytes(dwd.build_model(len(meta["classes"])).state_dict())
+    registry.save_model(str(reg), "omr", "dwd", {"weights.pt": weights}, meta)
+    assert main(["--registry", str(reg), "--eval-pages", "1", "--json", str(tmp_path / "eval.json"),
+                 "--out", str(tmp_path / "run")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["workload"] == "vision.evaluate" and summary["map50_clean"] == result["map50_clean"]
     assert set(result["eval"]) == {"clean", "degraded"} and result["model"]["version"] == "v1"
     assert 0.0 <= result["map50_clean"] <= 1.0 and result["eval"]["clean"]["gt"]["staff"] > 0
     assert result["rare_classes"]  # from the training counts in the metadata
     with pytest.raises(SystemExit) as exc:
         main(["--registry", str(reg), "--name", "../../etc"])
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("error:")
+
+
+def _log_steps(path) -> list[int]:
+    from workloads.vision.train import read_log
+
+    return [row["step"] for row in read_log(path)]
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(ray_session, tmp_path):
+    """SIGKILL a real `python -m workloads.vision` after a checkpoint and a few more steps, rerun it with --resume:
+    it continues from the checkpoint's step to the same --steps, and the loss log holds every step exactly once."""
+    from workloads.vision.train import checkpoint_step, latest_checkpoint
+
+    out, steps = tmp_path / "run", 40
+    cmd = [sys.executable, "-m", "workloads.vision", "--task", "omr", "--pages", "4", "--eval-pages", "1",
+           "--steps", str(steps), "--batch-size", "2", "--crops-per-page", "2", "--crop", "128",
+           "--checkpoint-every", "5", "--no-publish", "--threads", "1", "--out", str(out)]
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    log, ckpts = out / "train_log" / "omr.jsonl", out / "checkpoints" / "omr"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and proc.poll() is None:
+            latest = latest_checkpoint(ckpts) if ckpts.exists() else None
+            if latest and len(_log_steps(log)) > checkpoint_step(latest) + 1:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    quiet_since, size = time.time(), -1  # the killed job's Train worker goes down with its driver: wait for it
+    while time.time() - quiet_since < 2 and time.time() < deadline + 30:
+        if log.stat().st_size != size:
+            quiet_since, size = time.time(), log.stat().st_size
+        time.sleep(0.2)
+    resumed_at, before = checkpoint_step(latest_checkpoint(ckpts)), _log_steps(log)
+    assert 0 < resumed_at < steps and max(before) > resumed_at, (resumed_at, before[-3:])
+    assert not (out / "summary.json").exists(), "the killed run should not have finished"
+
+    refused = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--resume" in refused.stderr  # no silent restart over the checkpoints
+
+    done = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["steps"] == steps and summary["resumed_from"] == resumed_at
+    assert _log_steps(log) == list(range(1, steps + 1))  # no step twice, none missing
+    assert checkpoint_step(latest_checkpoint(ckpts)) == steps

@@ -16,69 +16,80 @@ Figures: workloads/vision/README.md.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections import Counter
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads import contract
+from workloads.contract import UsageError, WorkloadConfig, field, write_json
 from workloads.registry import RegistryError, check_name, registry_root
 
 TASKS = ("omr", "news")
 
 
 @dataclasses.dataclass
-class VisionConfig:
+class VisionConfig(WorkloadConfig):
     """Train the DWD symbol detector (omr) or the newspaper pre-classifier and segmenters (news)."""
 
-    task: str = field("omr", help="omr (music symbol detector) | news (pre-classifier + per-publisher segmenters)")
+    workload: ClassVar[str] = "vision"
+
+    task: str = field("omr", help="omr (music symbol detector) | news (pre-classifier + per-publisher segmenters)",
+                      choices=TASKS)
     data: str = field("", help="folder or URI of Parquet shards from workloads.pages (default: render --pages)")
-    pages: int = field(60, help="training pages rendered on the fly by workloads.pages when --data is not given")
-    eval_pages: int = field(16, help="held-out pages (another seed) for evaluation, clean and degraded")
+    pages: int = field(60, help="training pages rendered on the fly by workloads.pages when --data is not given",
+                       minimum=1)
+    eval_pages: int = field(16, help="held-out pages (another seed) for evaluation, clean and degraded", minimum=1)
     seed: int = field(0, help="seed of pages, crops and initialisation")
-    degrade: float = field(0.3, help="share of training pages 'printed and photographed'")
-    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin")
-    steps: int = field(600, help="optimiser steps (per publisher for news)")
-    batch_size: int = field(8, help="crops per step")
-    crop: int = field(256, help="crop side in pixels (of the model's input)")
-    crops_per_page: int = field(8, help="crops cut from each streamed page")
+    degrade: float = field(0.3, help="share of training pages 'printed and photographed'", minimum=0, maximum=1)
+    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin",
+                                minimum=0)
+    steps: int = field(600, help="optimiser steps (per publisher for news)", minimum=1)
+    batch_size: int = field(8, help="crops per step", minimum=1)
+    crop: int = field(256, help="crop side in pixels (of the model's input), a multiple of 16", minimum=32)
+    crops_per_page: int = field(8, help="crops cut from each streamed page", minimum=1)
     symbol_crops: float = field(0.5, help="omr: share of crops centred on a symbol of a class drawn uniformly "
-                                         "from the page's classes (class-balanced sampling)")
+                                         "from the page's classes (class-balanced sampling)", minimum=0, maximum=1)
     stage_rest_weight: float = field(0.25, help="omr: weight of the other heads' normalised losses during a "
-                                              "single-head stage (0: the paper's strict schedule)")
+                                              "single-head stage (0: the paper's strict schedule)",
+                                     minimum=0, maximum=1)
     class_balance: float = field(0.5, help="omr: exponent of the per-class weights (median count / count) of "
-                                           "the class loss; 0 = unweighted, 0.5 = square-root balancing")
-    pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time")
+                                           "the class loss; 0 = unweighted, 0.5 = square-root balancing",
+                                 minimum=0, maximum=1)
+    pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time", minimum=1)
     cache_targets: bool = field(True, help="compute the pixel targets once and keep them in the object store "
                                            "(about 4 MB a music page); off: recompute them every pass")
     lr: float = field(3e-3, help="peak learning rate (one-cycle)")
-    workers: int = field(1, help="Ray Train workers")
-    num_gpus: float = field(0.0, help="GPUs for training in all (0 = CPU)")
-    threads: int = field(2, help="torch threads per worker")
+    workers: int = field(1, help="Ray Train workers", minimum=1)
+    num_gpus: float = field(0.0, help="GPUs for training in all (0 = CPU)", minimum=0)
+    threads: int = field(2, help="torch threads per worker", minimum=1)
+    checkpoint_every: int = field(100, help="steps between training checkpoints in <out>/checkpoints/",
+                                  minimum=1)
+    resume: bool = field(False, help="continue the killed run in --out from its last checkpoint (same flags)")
     publishers: str = field("", help="news: comma-separated publishers to train (default: all in the data)")
+    max_publishers: int = field(0, help="news: without --publishers, train the first N with article pages "
+                                        "(0: all)", minimum=0)
     corrections: str = field("", help="news: SQLite store of /news/corrections to add to the training pages")
     registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
     name: str = field("dwd", help="omr: model name in the registry")
     publish: bool = field(True, help="write the trained models to the registry")
-    out: str = field(None, help="output folder (default runs/vision/<timestamp>/)")
-    smoke_test: bool = field(False, help="a tiny run of the whole pipeline (about a minute)")
+
+    def smoke(self) -> VisionConfig:
+        return dataclasses.replace(self, pages=min(self.pages, 8), eval_pages=min(self.eval_pages, 4),
+                                   steps=min(self.steps, 12), batch_size=min(self.batch_size, 4),
+                                   crops_per_page=min(self.crops_per_page, 4),
+                                   checkpoint_every=min(self.checkpoint_every, 4),
+                                   max_publishers=1)
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        for name in ("pages", "eval_pages", "steps", "batch_size", "crops_per_page", "pages_per_batch", "workers",
-                     "threads"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.crop < 32 or self.crop % 16:
-            raise UsageError("--crop must be a multiple of 16, at least 32")
-        if not (0 <= self.degrade <= 1 and 0 <= self.symbol_crops <= 1 and 0 <= self.stage_rest_weight <= 1
-                and 0 <= self.class_balance <= 1):
-            raise UsageError("--degrade, --symbol-crops, --stage-rest-weight and --class-balance are fractions "
-                             "between 0 and 1")
-        if self.num_gpus < 0 or self.margin_patches < 0:
-            raise UsageError("--num-gpus and --margin-patches must not be negative")
+        if self.crop % 16:
+            raise UsageError(f"--crop must be a multiple of 16, got {self.crop}")
+        if self.resume and not self.out:
+            raise UsageError("--resume continues the run in --out: give the killed run's --out")
         try:
             check_name(self.name)
             for p in filter(None, self.publishers.split(",")):
@@ -97,9 +108,13 @@ def source_pages(cfg: VisionConfig, kind: str, columns: list[str]):
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read Parquet shards from {cfg.data}: {exc}") from None
     else:
+        from workloads.pages.augment import margin_patches
         from workloads.pages.core import page_dataset
 
-        ds = page_dataset(kind, cfg.pages, seed=cfg.seed, degrade=cfg.degrade, augment=margin_augment(cfg, kind))
+        # the bank of workloads.pages --margin-patches, cut from a fifth as many pages as are trained on
+        augment = margin_patches(kind, cfg.margin_patches, cfg.seed, max(6, cfg.pages // 5)) \
+            if kind == "music" else None
+        ds = page_dataset(kind, cfg.pages, seed=cfg.seed, degrade=cfg.degrade, augment=augment)
         ds = ds.select_columns(columns)
     return ds.materialize()
 
@@ -108,19 +123,6 @@ def targets_dataset(cfg: VisionConfig, ds):
     """With --cache-targets the decode-and-target pass runs once, not once per epoch: after the first pass
     both CPUs go to the model instead of one of them recomputing the same maps."""
     return ds.materialize() if cfg.cache_targets else ds
-
-
-def margin_augment(cfg: VisionConfig, kind: str):
-    """The margin-patch transform of workloads.pages, its crops cut from pages composed with rare symbols."""
-    if kind != "music" or not cfg.margin_patches:
-        return None
-    from workloads.pages.augment import MarginPatches, PatchBank
-    from workloads.pages.core import page_dataset
-
-    bank_rows = sorted(page_dataset("music", max(6, cfg.pages // 5), seed=cfg.seed + 7, rare="compose").iter_rows(),
-                       key=lambda r: r["page_index"])
-    return MarginPatches(PatchBank.from_rows(bank_rows, per_class=8, seed=cfg.seed), k=cfg.margin_patches,
-                         seed=cfg.seed)
 
 
 def _plot_history(history: list[dict], path, title: str) -> None:
@@ -150,11 +152,28 @@ def _plot_history(history: list[dict], path, title: str) -> None:
     plt.close(fig)
 
 
-def run_omr(cfg: VisionConfig, out) -> dict:
+def _command() -> str:
+    return "python -m workloads.vision " + " ".join(sys.argv[1:])
+
+
+def _publish(cfg: VisionConfig, out: Path, task: str, name: str, files: dict[str, bytes], meta: dict) -> str:
+    """Save a model version to the registry, once per run folder: a resumed run (--resume) gets the version that
+    the killed attempt had already published instead of a second one (recorded in <out>/published.json)."""
+    from workloads.registry import save_model
+
+    path, key = out / "published.json", f"{task}/{name}"
+    done = json.loads(path.read_text()) if cfg.resume and path.exists() else {}
+    if key not in done:
+        done[key] = save_model(cfg.registry or registry_root(), task, name, files, dict(meta, command=_command()))
+        write_json(path, done)
+    return done[key]
+
+
+def run_omr(cfg: VisionConfig, out: Path) -> dict:
     import torch
 
     from workloads.pages.schema import classes as page_classes
-    from workloads.registry import save_model, torch_bytes
+    from workloads.registry import torch_bytes
     from workloads.vision import dwd
     from workloads.vision.evaluate import evaluate_detector
     from workloads.vision.train import fit, omr_targets
@@ -173,21 +192,22 @@ def run_omr(cfg: VisionConfig, out) -> dict:
     torch.set_num_threads(cfg.threads)
     scores = evaluate_detector(model, classes, cfg.eval_pages, cfg.seed + 1, train_counts, out)
     _plot_history(metrics["history"], out / "loss.png", f"DWD staged training, {cfg.steps} steps")
-    summary = dict(task="omr", train_seconds=round(train_s, 1), steps=metrics["steps"],
-                   train_loop_seconds=metrics["seconds"], train_pages=pages.count(), **scores,
+    summary = dict(task="omr", train_s=round(train_s, 1), steps=metrics["steps"], resumed_from=metrics["resumed_from"],
+                   train_loop_s=metrics["seconds"], train_pages=pages.count(), **scores,
                    train_class_counts=dict(train_counts.most_common()),
-                   final_losses={k: v for k, v in metrics["history"][-1].items() if k.startswith("loss/")})
+                   final_losses={k: v for k, v in metrics["history"][-1].items() if k.startswith("loss/")},
+                   outputs=dict(loss=str(out / "loss.png"), train_log=str(out / "train_log" / "omr.jsonl"),
+                                detections=[str(out / f"detections_{s}.png") for s in ("clean", "degraded")],
+                                checkpoints=str(out / "checkpoints" / "omr"), tensorboard=str(out / "tensorboard")))
     if cfg.publish:
         meta = dict(classes=classes, widths=list(model.widths), energy_levels=dwd.ENERGY_LEVELS,
                     input="gray page, white paper, ink = 1 - pixel/255", metrics=dict(
                         map50_clean=summary["map50_clean"], map50_degraded=summary["map50_degraded"],
                         rare_map50_clean=summary["rare_map50_clean"]),
                     training_data=_data_info(cfg, "music"), steps=metrics["steps"],
-                    train_class_counts=summary["train_class_counts"],
-                    command="python -m workloads.vision " + " ".join(sys.argv[1:]))
-        root = cfg.registry or registry_root()
-        summary["registry"] = dict(root=root, model=f"omr/{cfg.name}",
-                                   version=save_model(root, "omr", cfg.name, {"weights.pt": torch_bytes(state)}, meta))
+                    train_class_counts=summary["train_class_counts"])
+        version = _publish(cfg, out, "omr", cfg.name, {"weights.pt": torch_bytes(state)}, meta)
+        summary["registry"] = dict(root=cfg.registry or registry_root(), model=f"omr/{cfg.name}", version=version)
     return summary
 
 
@@ -198,20 +218,19 @@ def _data_info(cfg: VisionConfig, kind: str) -> dict:
                 margin_patches=cfg.margin_patches)
 
 
-def run_news(cfg: VisionConfig, out) -> dict:
+def run_news(cfg: VisionConfig, out: Path) -> dict:
     import ray
     import skops.io as sio
     import torch
 
     from workloads.pages.schema import decode_png, rle_to_mask
-    from workloads.registry import save_model, torch_bytes
+    from workloads.registry import torch_bytes
     from workloads.vision import news
     from workloads.vision.evaluate import draw_boxes, eval_rows
     from workloads.vision.metrics import article_f1
     from workloads.vision.train import fit, news_features, news_targets
 
     columns = ["image", "publisher", "is_article", "mask_rle", "width", "height"]
-    t0 = time.perf_counter()
     pages = source_pages(cfg, "news", columns)
     if cfg.corrections:
         from workloads.vision.corrections import CorrectionStore
@@ -228,16 +247,15 @@ def run_news(cfg: VisionConfig, out) -> dict:
     truth = np.array([r["is_article"] for r in rows])
     summary = dict(task="news", train_pages=pages.count(), corrections_used=n_corrections,
                    preclassifier_accuracy=round(float((verdict == truth).mean()), 4), eval_pages=len(rows),
-                   publishers={})
-    root = cfg.registry or registry_root()
+                   publishers={}, outputs={})
     if cfg.publish:
-        summary["registry"] = {"preclassifier": save_model(
-            root, "news", "preclassifier", {"model.skops": sio.dumps(forest)},
+        summary["registry"] = {"preclassifier": _publish(
+            cfg, out, "news", "preclassifier", {"model.skops": sio.dumps(forest)},
             dict(features=len(feats["features"].iloc[0]), metrics=dict(accuracy=summary["preclassifier_accuracy"]),
-                 training_data=_data_info(cfg, "news"), command="python -m workloads.vision " + " ".join(sys.argv[1:])))}
+                 training_data=_data_info(cfg, "news")))}
     with_articles = sorted({r["publisher"] for r in pages.select_columns(["publisher", "is_article"]).iter_rows()
                             if r["is_article"]})
-    publishers = [p for p in cfg.publishers.split(",") if p] or with_articles[: 1 if cfg.smoke_test else None]
+    publishers = [p for p in cfg.publishers.split(",") if p] or with_articles[: cfg.max_publishers or None]
     torch.set_num_threads(cfg.threads)
     all_gt, all_pred = [], []
     for pub in publishers:
@@ -255,45 +273,46 @@ def run_news(cfg: VisionConfig, out) -> dict:
         seg = news.segment(model, [gray[i] for i in idx]) if idx else []
         pred = [s if verdict[i] else np.zeros_like(s) for i, s in zip(idx, seg)]  # the whole pipeline
         art = [k for k, i in enumerate(idx) if truth[i]]
-        res = dict(steps=metrics["steps"], final_loss=metrics["history"][-1]["loss/seg"],
+        res = dict(steps=metrics["steps"], resumed_from=metrics["resumed_from"],
+                   final_loss=metrics["history"][-1]["loss/seg"],
                    article_f1=article_f1([gt[k] for k in art], [seg[k] for k in art]),
                    pipeline_f1=article_f1(gt, pred))
         all_gt += gt
         all_pred += pred
         summary["publishers"][pub] = res
         _plot_history(metrics["history"], out / f"loss_{pub}.png", f"segmenter {pub}")
+        summary["outputs"][pub] = dict(loss=str(out / f"loss_{pub}.png"),
+                                       train_log=str(out / "train_log" / f"news-{pub}.jsonl"))
         if art:
             draw_boxes(gray[idx[art[0]]], news.boxes_from_mask(seg[art[0]]), out / f"articles_{pub}.png")
+            summary["outputs"][pub]["articles"] = str(out / f"articles_{pub}.png")
         if cfg.publish:
-            summary["registry"][pub] = save_model(
-                root, "news", pub, {"weights.pt": torch_bytes(state)},
+            summary["registry"][pub] = _publish(
+                cfg, out, "news", pub, {"weights.pt": torch_bytes(state)},
                 dict(seg_classes=list(news.SEG_CLASSES), widths=list(model.widths), scale=news.SCALE,
                      metrics=dict(article_f1=res["article_f1"]["f1"]), training_data=dict(
                          _data_info(cfg, "news"), publisher=pub, corrections=n_corrections),
-                     steps=metrics["steps"], command="python -m workloads.vision " + " ".join(sys.argv[1:])))
+                     steps=metrics["steps"]))
     summary["pipeline_f1"] = article_f1(all_gt, all_pred) if all_gt else None
-    summary["train_seconds"] = round(time.perf_counter() - t0, 1)
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = parse_config(VisionConfig, argv, prog="python -m workloads.vision")
-    if cfg.smoke_test:
-        cfg = dataclasses.replace(cfg, pages=min(cfg.pages, 8), eval_pages=min(cfg.eval_pages, 4),
-                                  steps=min(cfg.steps, 12), batch_size=min(cfg.batch_size, 4),
-                                  crops_per_page=min(cfg.crops_per_page, 4),
-)
-    out = run_dir("vision", cfg.out)
+def run(cfg: VisionConfig, out: Path) -> dict:
+    from workloads.vision.train import refuse_overwrite
+
+    refuse_overwrite(out, cfg.resume)  # before any data work
     try:
-        init_ray()
         summary = run_omr(cfg, out) if cfg.task == "omr" else run_news(cfg, out)
-    except (UsageError, RegistryError) as exc:
-        fail(str(exc))
-    summary["config"] = dataclasses.asdict(cfg)
-    write_summary(out, summary)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
     keys = ("map50_clean", "map50_degraded", "rare_map50_clean", "preclassifier_accuracy", "pipeline_f1", "registry")
     print({k: summary[k] for k in keys if k in summary}, f"-> {out}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(VisionConfig, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -156,7 +156,7 @@ def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[
             count, labels = cv2.connectedComponents(mask, connectivity=4)
             comp = labels[ys_c - ya, xs_c - xa]
             area = np.bincount(comp, minlength=count)[1:]
-            mean = lambda v: np.bincount(comp, weights=v, minlength=count)[1:] / area  # noqa: E731
+            mean = lambda v, comp=comp, n=count, area=area: np.bincount(comp, weights=v, minlength=n)[1:] / area  # noqa: E731
             scores = mean(conf[mine])
             cx, cy = (mean(xs_c.astype(np.float64)) + 0.5) * s, (mean(ys_c.astype(np.float64)) + 0.5) * s
             bw, bh = np.exp(mean(logsize[n, 0, ys_c, xs_c])), np.exp(mean(logsize[n, 1, ys_c, xs_c]))

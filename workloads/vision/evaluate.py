@@ -3,6 +3,10 @@
 How to run:
     python -m workloads.vision.evaluate --registry workloads/builtin --eval-pages 24 --json runs/omr-eval.json
 
+It follows the workload contract: a run folder (`--out`, default runs/vision.evaluate/<timestamp>/) with
+summary.json and the detection overlays; `--json` writes the same results (`map50_clean`, `map50_degraded`, per-class
+AP under `eval`) to a file of its own.
+
 The training job calls the same `evaluate_detector` right after training; this entrypoint re-measures a published
 model (another decoding, more pages, another seed) without training it again. Pages come from
 `workloads.pages` with `--seed` (the training job uses its own seed + 1, so the pages are never trained on).
@@ -11,12 +15,15 @@ model (another decoding, more pages, another seed) without training it again. Pa
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from workloads.contract import UsageError, fail, field, parse_config, write_json
+from workloads import contract
+from workloads.contract import UsageError, WorkloadConfig, field, write_json
 from workloads.pages.schema import decode_png
 from workloads.registry import RegistryError, check_name, find_model
 
@@ -67,44 +74,55 @@ def evaluate_detector(model, classes: list[str], eval_pages: int, seed: int, tra
 
 
 @dataclasses.dataclass
-class EvaluateConfig:
+class EvaluateConfig(WorkloadConfig):
     """Evaluate a published DWD model on held-out synthetic music pages."""
+
+    workload: ClassVar[str] = "vision.evaluate"
 
     registry: str = field("", help="registry folder or URI (default $DLWILD_REGISTRY or registry/, then builtin)")
     name: str = field("dwd", help="model name under omr/")
     version: str = field("latest", help="version (vN) or latest")
-    eval_pages: int = field(24, help="pages per split (clean and degraded)")
+    eval_pages: int = field(24, help="pages per split (clean and degraded)", minimum=1)
     seed: int = field(1, help="page seed (the training job evaluates on its seed + 1)")
-    threads: int = field(2, help="torch threads")
-    json: str = field("", help="write the results to this JSON file")
+    threads: int = field(2, help="torch threads", minimum=1)
+    json: str = field("", help="also write the results to this JSON file")
+
+    def smoke(self) -> EvaluateConfig:
+        return dataclasses.replace(self, eval_pages=min(self.eval_pages, 2))
 
     def validate(self) -> None:
-        if self.eval_pages < 1 or self.threads < 1:
-            raise UsageError("--eval-pages and --threads must be at least 1")
+        try:
+            check_name(self.name)
+        except RegistryError as exc:
+            raise UsageError(str(exc)) from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(cfg: EvaluateConfig, out: Path) -> dict:
     import torch
 
     from workloads.vision import dwd
 
-    cfg = parse_config(EvaluateConfig, argv, prog="python -m workloads.vision.evaluate")
     try:
-        check_name(cfg.name)
         found = find_model("omr", cfg.name, cfg.version, cfg.registry or None)
     except RegistryError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     if not found:
-        fail(f"no model omr/{cfg.name}/{cfg.version} in the registry or builtin")
+        raise UsageError(f"no model omr/{cfg.name}/{cfg.version} in the registry or builtin")
     files, meta = found
     torch.set_num_threads(cfg.threads)
     result = evaluate_detector(dwd.load(files, meta), list(meta["classes"]), cfg.eval_pages, cfg.seed,
-                               meta.get("train_class_counts"))
+                               meta.get("train_class_counts"), out)
     result["model"] = {k: meta.get(k) for k in ("task", "name", "version", "steps", "command", "code_version")}
     if cfg.json:
         write_json(Path(cfg.json), result)
     print({k: result[k] for k in ("map50_clean", "map50_degraded", "rare_map50_clean")})
+    outputs = dict(detections=[str(out / f"detections_{s}.png") for s in ("clean", "degraded")])
+    return dict(result, outputs=dict(outputs, json=cfg.json) if cfg.json else outputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(EvaluateConfig, run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
