@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -29,9 +30,14 @@ def _cli(*args):
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["workloads.rl", "--algo", "a2c"], "--algo must be one of ppo, dqn"),
+    (["workloads.rl", "--algo", "a2c"], "--algo: invalid choice: 'a2c'"),
+    (["workloads.rl", "--eval-episodes", "0"], "--eval-episodes must be at least 1"),
+    (["workloads.rl", "--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint in /nonexistent/run"),
     (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
     (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
+    (["workloads.rl.evaluate", "--checkpoint", ".", "--episodes", "0"], "--episodes must be at least 1"),
+    (["workloads.rl.compare", "--algos", "ppo,a2c"], "--algos: unknown algorithm 'a2c'"),
+    (["workloads.rl.compare", "--seeds", "0"], "--seeds must be at least 1"),
     (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
 ])
 def test_bad_flags_fail_with_one_line_before_ray(args, reason):
@@ -43,10 +49,11 @@ def test_bad_flags_fail_with_one_line_before_ray(args, reason):
 
 
 def test_masked_dqn_module_never_picks_a_masked_action():
-    from workloads.rl.modules import MaskedDQNTorchRLModule
-    from workloads.rl.env import BizSimMultiAgentEnv
     from ray.rllib.algorithms.dqn.default_dqn_rl_module import QF_PREDS
     from ray.rllib.core.columns import Columns
+
+    from workloads.rl.env import BizSimMultiAgentEnv
+    from workloads.rl.modules import MaskedDQNTorchRLModule
 
     env = BizSimMultiAgentEnv({})
     obs_space, act_space = env.observation_spaces["learner_0"], env.action_spaces["learner_0"]
@@ -70,10 +77,11 @@ def test_masked_dqn_module_never_picks_a_masked_action():
 
 
 def test_factorised_ppo_module_samples_only_valid_triples():
-    from envs.bizsim import BizSimEnv
-    from workloads.rl.modules import MaskedPPOTorchRLModule
-    from workloads.rl.env import game_config
     from ray.rllib.core.columns import Columns
+
+    from envs.bizsim import BizSimEnv
+    from workloads.rl.game import game_config
+    from workloads.rl.modules import MaskedPPOTorchRLModule
 
     game = game_config(complexity=2, encoding="factorised")
     env = BizSimEnv(**game)
@@ -128,7 +136,8 @@ def ppo_checkpoint(ray_session, tmp_path_factory):
 
 
 def test_ppo_trains_restores_and_serves(ppo_checkpoint):
-    from workloads.rl.env import BizSimMultiAgentEnv, load_game
+    from workloads.rl.env import BizSimMultiAgentEnv
+    from workloads.rl.game import load_game
     from workloads.rl.policy import policy_from_checkpoint
 
     act = policy_from_checkpoint(ppo_checkpoint)
@@ -192,9 +201,79 @@ def test_evaluate_against_an_import_path(ppo_checkpoint, tmp_path):
 
 def test_evaluation_plays_only_the_evaluation_opponents(tmp_path):
     """RLlib merges evaluation_config dicts into the training config: the eval mix must replace, not extend."""
-    from workloads.rl.env import parse_mix
+    from envs.bizsim.opponents import parse_mix
 
     cfg = RLConfig(opponents="L1,L3", eval_opponents="L2")
     cfg.validate()
     evaluation = build_algo_config(cfg, tmp_path).get_evaluation_config_object()
     assert parse_mix(evaluation.env_config["opponents"]) == {"L2": 1.0}
+
+
+RESUMABLE = ["--opponents", "L1", "--eval-opponents", "L1", "--num-envs-per-env-runner", "2", "--train-batch-size",
+             "256", "--minibatch-size", "128", "--num-epochs", "1", "--eval-interval", "0", "--eval-episodes", "2",
+             "--checkpoint-every", "2"]
+
+
+def _checkpointed_iteration(out: Path) -> int:
+    try:
+        return json.loads((out / "checkpoint" / "run_state.json").read_text())["iteration"]
+    except (OSError, ValueError, KeyError):          # not written yet, or being swapped in
+        return 0
+
+
+def _logged_iterations(out: Path) -> list[int]:
+    try:
+        lines = (out / "progress.jsonl").read_text().splitlines()
+    except OSError:
+        return []
+    return [json.loads(line)["iteration"] for line in lines if line.strip().endswith("}")]
+
+
+def test_training_resumes_after_sigkill_without_losing_or_repeating_iterations(tmp_path):
+    """A real `python -m workloads.rl` is killed (SIGKILL, the whole process group with its Ray) after its first
+    checkpoint, once it has logged an iteration past it; `--resume` then goes on from the checkpoint: every
+    iteration is in the progress files exactly once, the env-step counter continues, the summary is complete."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "workloads.rl", "--out", str(out), *RESUMABLE]
+    proc = subprocess.Popen([*cmd, "--stop-iters", "40"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done = _checkpointed_iteration(out)
+            if done and any(i > done for i in _logged_iterations(out)):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = _checkpointed_iteration(out)
+    assert killed_at >= 2 and not (out / "summary.json").exists()
+    assert max(_logged_iterations(out)) > killed_at           # the killed run got past its checkpoint
+
+    stop = killed_at + 3
+    resumed = subprocess.run([*cmd, "--resume", "--stop-iters", str(stop)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["resumed_from_iteration"] == killed_at
+    assert summary["iterations"] == stop and summary["config"]["resume"] is True
+    rows = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    train, final = rows[:-1], rows[-1]
+    assert [r["iteration"] for r in train] == list(range(1, stop + 1))      # none lost, none twice
+    steps = [r["env_steps"] for r in train]
+    assert all(b > a for a, b in zip(steps, steps[1:]))                     # the counter goes on from the checkpoint
+    assert final["iteration"] == stop and "eval_win_rate" in final and final["env_steps"] == steps[-1]
+    assert summary["env_steps"] == steps[-1]
+    with (out / "progress.csv").open() as f:
+        assert [float(r["iteration"]) for r in csv.DictReader(f)] == [float(r["iteration"]) for r in rows]
+    for path in summary["outputs"].values():
+        assert Path(path).exists(), path
+    assert json.loads((out / "checkpoint" / "run_state.json").read_text())["iteration"] == stop

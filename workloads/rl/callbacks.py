@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from workloads.rl.env import LEARNER, save_game
+from workloads.rl.game import LEARNER, save_game
 
 LEAGUE = "league"
 

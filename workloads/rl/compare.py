@@ -25,54 +25,69 @@ import sys
 import time
 from pathlib import Path
 
-from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_json, write_summary
+from envs.bizsim.opponents import parse_specs
+from workloads import contract
+from workloads.contract import UsageError, WorkloadConfig, field, write_json
+from workloads.rl.train import ALGOS, COMPLEXITIES, SMOKE_SIZES
 
 
 @dataclasses.dataclass
-class CompareConfig:
+class CompareConfig(WorkloadConfig):
     """PPO vs DQN, masks on/off, complexity levels and shaped vs sparse reward, under equal env-step budgets."""
 
-    algos: str = field("ppo,dqn", help="algorithms in the grid")
-    complexities: str = field("1,2", help="bizsim complexity levels in the grid")
+    workload = "rl-compare"
+
+    algos: str = field("ppo,dqn", help="algorithms in the grid (comma-separated)")
+    complexities: str = field("1,2", help="bizsim complexity levels in the grid (comma-separated)")
     shaping: float = field(0.1, help="net-worth shaping weight of the 'shaped' cells (the sparse cells use 0)")
-    seeds: int = field(2, help="seeds per cell")
-    stop_timesteps: int = field(300_000, help="env steps per trial (the equal budget)")
+    sparse: bool = field(True, help="also the sparse-reward cells (shaping 0)")
+    seeds: int = field(2, help="seeds per cell (--seed, --seed + 1, ...)", minimum=1)
+    stop_timesteps: int = field(300_000, help="env steps per trial (the equal budget)", minimum=1000)
     opponents: str = field("L1,L2,L3", help="training opponent mix (one level per episode)")
     eval_levels: str = field("L1,L2,L3", help="final evaluation opponents")
-    eval_episodes: int = field(100, help="final evaluation episodes per level")
-    curve_points: int = field(15, help="in-training evaluations against L2 per trial")
-    max_concurrent: int = field(2, help="trials at once (each uses 1 CPU)")
-    smoke_test: bool = field(False, help="tiny grid (complexity 1, shaped, 1 seed, 2k steps)")
-    out: str = field("", help="output folder (default runs/rl-compare/<timestamp>/)")
+    eval_episodes: int = field(100, help="final evaluation episodes per level", minimum=1)
+    curve_points: int = field(15, help="in-training evaluations against L2 per trial", minimum=1)
+    curve_episodes: int = field(20, help="episodes per in-training evaluation against L2", minimum=1)
+    tiny_trials: bool = field(False, help="train each trial at workloads.rl's --smoke-test sizes (small batches)")
+    max_concurrent: int = field(2, help="trials at once (each uses 1 CPU)", minimum=1)
     resume: bool = field(False, help="continue the interrupted grid in --out (finished trials are kept)")
-    num_gpus: int = field(0, help="GPUs per trial (fractions are not offered here; 0 = CPU)")
+    num_gpus: int = field(0, help="GPUs per trial (fractions are not offered here; 0 = CPU)", minimum=0)
+
+    def smoke(self) -> CompareConfig:
+        """The --smoke-test grid: complexity 1, shaped cells only, one seed, 2k steps, tiny trials."""
+        return dataclasses.replace(self, complexities="1", seeds=1, sparse=False, stop_timesteps=2000,
+                                   eval_episodes=6, curve_episodes=4, tiny_trials=True)
 
     def validate(self):
-        from workloads.rl.env import check_spec
+        from workloads.rl.policy import checked_specs
 
         for algo in self.algos.split(","):
-            if algo not in ("ppo", "dqn"):
-                raise UsageError(f"--algos: unknown algorithm {algo!r} (ppo, dqn)")
+            if algo not in ALGOS:
+                raise UsageError(f"--algos: unknown algorithm {algo!r} ({', '.join(ALGOS)})")
         for c in self.complexities.split(","):
-            if c not in ("1", "2", "3", "4"):
+            if not c.isdigit() or int(c) not in COMPLEXITIES:
                 raise UsageError(f"--complexities: {c!r} is not a level 1..4")
-        for spec in (self.opponents + "," + self.eval_levels).split(","):
-            try:
-                check_spec(spec.strip())
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        if self.seeds < 1 or self.stop_timesteps < 1000:
-            raise UsageError("--seeds must be >= 1 and --stop-timesteps >= 1000")
+        checked_specs(self.opponents, "--opponents")
+        checked_specs(self.eval_levels, "--eval-levels")
         if self.resume and not self.out:
             raise UsageError("--resume needs the --out folder of the interrupted grid")
+        if self.resume:
+            from ray import tune
+
+            if not tune.Tuner.can_restore(Path(self.out) / "grid"):
+                raise UsageError(f"--resume: no Tune experiment to continue in {Path(self.out) / 'grid'}")
+
+    def ray_options(self) -> dict:
+        return {"num_gpus": self.num_gpus or None}
 
 
 def cells(cfg: CompareConfig) -> list[dict]:
     """Every (algo, mask, complexity, shaping, seed) of the grid."""
-    shapings = [cfg.shaping] if cfg.smoke_test else [cfg.shaping, 0.0]
+    shapings = [cfg.shaping, 0.0] if cfg.sparse else [cfg.shaping]
     return [{"algo": a, "mask": m, "complexity": int(c), "shaping": s, "seed": seed}
             for a, m, c, s, seed in itertools.product(cfg.algos.split(","), (True, False),
-                                                      cfg.complexities.split(","), shapings, range(cfg.seeds))]
+                                                      cfg.complexities.split(","), shapings,
+                                                      range(cfg.seed, cfg.seed + cfg.seeds))]
 
 
 def trial(params: dict):
@@ -89,7 +104,7 @@ def trial(params: dict):
                    shaping=params["shaping"], seed=params["seed"], stop_timesteps=params["stop_timesteps"],
                    opponents=params["opponents"], eval_opponents="L2", eval_episodes=params["curve_episodes"],
                    eval_interval=max(1, round(params["stop_timesteps"] / params["curve_points"] / steps_per_iter)),
-                   checkpoint_every=10**9, **params.get("overrides", {}))
+                   **params.get("overrides", {}))
     out = Path(tune.get_context().get_trial_dir())
     gen = iterate(cfg, out)
     try:
@@ -101,7 +116,7 @@ def trial(params: dict):
     finally:
         gen.close()
     policy = policy_from_checkpoint(checkpoint)
-    final = {f"final_win_rate/{level}": r["win_rate"] for level in params["eval_levels"].split(",")
+    final = {f"final_win_rate/{level}": r["win_rate"] for level in parse_specs(params["eval_levels"])
              for r in [evaluate_against(policy, policy.game, level, params["eval_episodes"], seed=10**6)]}
     final["final_invalid_rate"] = row.get("invalid_rate", 0.0)
     tune.report({**{k: v for k, v in row.items() if isinstance(v, float)}, **final})
@@ -158,35 +173,24 @@ def plot(results: list[dict], path: Path):
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    cfg = parse_config(CompareConfig, argv, prog="python -m workloads.rl.compare")
+def run(cfg: CompareConfig, out: Path) -> dict:
+    """Run (or resume) the grid with Tune, then the table, curves and every trial's figures."""
     from ray import tune
 
-    out = run_dir("rl-compare", cfg.out or None)
-    stop = 2000 if cfg.smoke_test else cfg.stop_timesteps
-    grid = cells(dataclasses.replace(cfg, complexities="1", seeds=1) if cfg.smoke_test else cfg)
-    common = {"stop_timesteps": stop, "opponents": cfg.opponents, "eval_levels": cfg.eval_levels,
-              "eval_episodes": 6 if cfg.smoke_test else cfg.eval_episodes, "curve_points": cfg.curve_points,
-              "curve_episodes": 4 if cfg.smoke_test else 20,
-              "overrides": {"num_envs_per_env_runner": 4, "train_batch_size": 800, "minibatch_size": 200,
-                            "num_epochs": 2} if cfg.smoke_test else {}}
-    resumed = cfg.resume and tune.Tuner.can_restore(out / "grid")
-    if cfg.resume and not resumed:
-        fail(f"--resume: no Tune experiment to continue in {out / 'grid'}")
-    init_ray(num_gpus=cfg.num_gpus or None)
+    grid = cells(cfg)
+    common = {"stop_timesteps": cfg.stop_timesteps, "opponents": cfg.opponents, "eval_levels": cfg.eval_levels,
+              "eval_episodes": cfg.eval_episodes, "curve_points": cfg.curve_points,
+              "curve_episodes": cfg.curve_episodes, "overrides": dict(SMOKE_SIZES) if cfg.tiny_trials else {}}
     started = time.time()
     trainable = tune.with_resources(trial, {"cpu": 1, "gpu": cfg.num_gpus})
-    tuner = tune.Tuner.restore(str(out / "grid"), trainable, resume_errored=True) if resumed else tune.Tuner(
+    tuner = tune.Tuner.restore(str(out / "grid"), trainable, resume_errored=True) if cfg.resume else tune.Tuner(
         trainable,
         param_space={**common, "cell": tune.grid_search(grid)},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
         run_config=tune.RunConfig(name="grid", storage_path=str(out), verbose=1),
     )
-    try:
-        grid_result = tuner.fit()
-    except UsageError as exc:
-        fail(str(exc))
-    wall = time.time() - started
+    grid_result = tuner.fit()
+    grid_s = time.time() - started
     results = []
     for res in grid_result:
         cell = res.config["cell"]
@@ -200,19 +204,23 @@ def main(argv=None) -> int:
         final = {k: v for k, v in res.metrics.items() if k.startswith("final_")}
         results.append({**cell, "final": final, "steps_to_80_vs_L2": steps_to(df, col, 0.8),
                         "curve": (curve["env_steps"].tolist(), curve[col].tolist()), "path": res.path})
-    levels = cfg.eval_levels.split(",")
-    table = summarise([r for r in results if "error" not in r], levels)
-    note = (f"{len(grid)} trials, {stop:,} env steps each, {cfg.max_concurrent} at a time; "
-            f"wall time {wall / 60:.1f} min" + (" (of the resumed call only)" if resumed else ""))
+    table = summarise([r for r in results if "error" not in r], parse_specs(cfg.eval_levels))
+    note = (f"{len(grid)} trials, {cfg.stop_timesteps:,} env steps each, {cfg.max_concurrent} at a time; "
+            f"wall time {grid_s / 60:.1f} min" + (" (of the resumed call only)" if cfg.resume else ""))
     (out / "compare.md").write_text(table + "\n\n" + note + "\n")
     plot(results, out / "compare_curves.png")
-    write_json(out / "compare.json", {"config": dataclasses.asdict(cfg), "wall_s": wall, "trials": results})
-    write_summary(out, {"workload": "rl-compare", "trials": len(grid), "failed": sum("error" in r for r in results),
-                        "wall_s": round(wall, 1), "table": str(out / "compare.md"),
-                        "plots": [str(out / "compare_curves.png")]})
+    write_json(out / "compare.json", {"config": dataclasses.asdict(cfg), "grid_s": grid_s, "trials": results})
     print(table)
     print(note)
-    return 1 if any("error" in r for r in results) else 0
+    failed = sum("error" in r for r in results)
+    return {"status": "trials_failed" if failed else "ok", "trials": len(grid), "failed": failed,
+            "grid_s": round(grid_s, 1),
+            "outputs": {"table": str(out / "compare.md"), "trials": str(out / "compare.json"),
+                        "curves": str(out / "compare_curves.png"), "grid": str(out / "grid")}}
+
+
+def main(argv=None) -> int:
+    return contract.main(CompareConfig, run, argv, prog="python -m workloads.rl.compare")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from envs.bizsim.opponents import parse_specs
+from envs.bizsim.play import play_episode, seat_share, wilson
 from workloads.contract import UsageError, fail, field, parse_config, write_json
 
 SCRIPTED = ("L0", "L1", "L2", "L3", "L4")
@@ -37,101 +36,32 @@ class EvalConfig:
 
     checkpoint: str = field("", help="Algorithm checkpoint (<out>/checkpoint) or RLModule snapshot folder")
     opponents: str = field("L1,L2,L3", help="comma-separated opponent names, import paths or snapshot folders")
-    episodes: int = field(100, help="episodes per opponent (the learner's seat rotates)")
+    episodes: int = field(100, help="episodes per opponent (the learner's seat rotates)", minimum=1)
     json: str = field("", help="write the result here (JSON)")
     seed: int = field(0, help="seed of the first episode (episode k uses seed + k)")
-    rating_games: int = field(4, help="games per 4-player combination in the round robin (0 = no rating)")
+    rating_games: int = field(4, help="games per 4-player combination in the round robin (0 = no rating)", minimum=0)
     stochastic: bool = field(False, help="sample from the policy instead of its greedy action")
 
     def validate(self):
+        from workloads.rl.policy import checked_specs
+
         if not self.checkpoint or not Path(self.checkpoint).is_dir():
             raise UsageError(f"--checkpoint {self.checkpoint!r} is not a folder")
-        if self.episodes < 1:
-            raise UsageError("--episodes must be >= 1")
-        from workloads.rl.env import check_spec
-
-        for spec in [s.strip() for s in self.opponents.split(",") if s.strip()] or [""]:
-            try:
-                check_spec(spec)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-
-
-class PolicyPlayer:
-    """A checkpointed policy as a seat: acts in the game's own encoding."""
-
-    native = True
-
-    def __init__(self, policy):
-        self.policy = policy
-
-    def reset(self, seed=None):
-        pass
-
-    def act(self, observation):
-        return self.policy(observation)
-
-
-def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a win rate (draws count half)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = wins / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def play_game(game: dict, players: list, seed: int) -> dict:
-    """One game to its end with one player per seat; returns bizsim's final infos of seat 0's view + steps."""
-    from envs.bizsim import BizSimEnv
-    from envs.bizsim.play import opponent_seed
-
-    env = BizSimEnv(**{**game, "n_firms": len(players)})
-    obs, _ = env.reset(seed=seed)
-    for seat, player in enumerate(players):
-        player.reset(seed=opponent_seed(seed, seat))
-    final, invalid, steps = {}, np.zeros(len(players)), 0
-    while env.agents:
-        actions = {}
-        for agent in env.agents:
-            i = env.agent_index[agent]
-            player = players[i]
-            actions[agent] = (player.act(obs[agent]) if getattr(player, "native", False)
-                              else env.encode_flat(i, player.act(env.flat_observation(i))))
-        obs, _, _, _, infos = env.step(actions)
-        steps += 1
-        for agent, info in infos.items():
-            invalid[env.agent_index[agent]] = info["invalid_action"]
-            if "rank" in info:
-                final = info
-    ranks = [0] * len(players)
-    key = final["final_scores"]
-    for i, a in enumerate(env.possible_agents):
-        ranks[i] = sum(1 for b in env.possible_agents if key[b] > key[a])
-    winner = final["winner"]
-    return {"ranks": ranks, "winner": None if winner is None else env.agent_index[winner], "steps": steps,
-            "scores": [key[a] for a in env.possible_agents], "invalid": invalid.tolist()}
-
-
-def learner_outcome(result: dict, seat: int) -> float:
-    if result["ranks"][seat] > 0:
-        return 0.0
-    return 1.0 if result["winner"] == seat else 0.5
+        checked_specs(self.opponents, "--opponents")
 
 
 def evaluate_against(policy, game: dict, spec: str, episodes: int, seed: int = 0) -> dict:
     """The learner against copies of `spec` in the saved game, seat rotated every episode."""
-    from workloads.rl.env import make_opponent
+    from workloads.rl.policy import PolicyOpponent, make_opponent
 
     n = game.get("n_firms", 4)
     others = [make_opponent(spec) for _ in range(n - 1)]
+    learner = PolicyOpponent(policy)
     wins, steps, invalid = 0.0, 0, 0.0
     for k in range(episodes):
         seat = k % n
-        players = others[:seat] + [PolicyPlayer(policy)] + others[seat:]
-        result = play_game(game, players, seed + k)
-        wins += learner_outcome(result, seat)
+        result = play_episode(others[:seat] + [learner] + others[seat:], seed + k, **game)
+        wins += seat_share(result, seat)
         steps += result["steps"]
         invalid += result["invalid"][seat]
     lo, hi = wilson(wins, episodes)
@@ -144,18 +74,18 @@ def round_robin(policy, game: dict, entrants: dict, games: int, seed: int = 0) -
     """Free-for-all games over every combination of n_firms entrants (seats rotated), rated with OpenSkill."""
     from openskill.models import PlackettLuce
 
-    from workloads.rl.env import make_opponent
+    from workloads.rl.policy import PolicyOpponent, make_opponent
 
     n = game.get("n_firms", 4)
     model = PlackettLuce()
     ratings = {name: model.rating(name=name) for name in entrants}
     played = dict.fromkeys(entrants, 0)
-    seats = {name: PolicyPlayer(policy) if spec is None else make_opponent(spec) for name, spec in entrants.items()}
+    seats = {name: PolicyOpponent(policy) if spec is None else make_opponent(spec) for name, spec in entrants.items()}
     k = 0
     for combo in itertools.combinations(sorted(entrants), n):
         for g in range(games):
             names = list(combo[g % n:] + combo[:g % n])
-            result = play_game(game, [seats[name] for name in names], seed + 100_000 + k)
+            result = play_episode([seats[name] for name in names], seed + 100_000 + k, **game)
             k += 1
             new = model.rate([[ratings[name]] for name in names], ranks=result["ranks"])
             for name, team in zip(names, new):
@@ -173,7 +103,7 @@ def evaluate(checkpoint, opponents, episodes: int = 100, seed: int = 0, rating_g
 
     policy = policy_from_checkpoint(checkpoint, deterministic=deterministic)
     game = policy.game
-    specs = [s.strip() for s in (opponents.split(",") if isinstance(opponents, str) else opponents) if s.strip()]
+    specs = parse_specs(opponents)
     result = {"checkpoint": str(checkpoint), "game": game, "episodes": episodes, "seed": seed,
               "deterministic": deterministic,
               "opponents": [evaluate_against(policy, game, spec, episodes, seed) for spec in specs]}

@@ -3,6 +3,9 @@
 Accepts an Algorithm checkpoint (`<out>/checkpoint/`) or an RLModule folder (a league snapshot). The module is
 rebuilt with `RLModule.from_checkpoint`, which unpickles the module's class and constructor arguments: load
 only checkpoints you made yourself.
+
+A policy plays a bizsim seat as a `PolicyOpponent` (a frozen league snapshot, or the learner under evaluation);
+`make_opponent` is `envs.bizsim.opponents.load_opponent` with checkpoint folders loaded that way.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from workloads.rl.env import LEARNER, load_game
+from envs.bizsim.opponents import load_opponent, parse_specs
+from workloads.contract import UsageError
+from workloads.rl.game import LEARNER, load_game
 
 MODULE_IN_ALGO = Path("learner_group") / "learner" / "rl_module" / LEARNER
 
@@ -40,6 +44,7 @@ def policy_from_checkpoint(path, deterministic: bool = True):
     Deterministic by default (argmax of the masked logits / Q-values); flat actions come back as `int`,
     factorised ones as an int64 array [WHAT, unit, rival].
     """
+    import torch
     from ray.rllib.core.columns import Columns
 
     module = load_module(path)
@@ -62,3 +67,38 @@ def policy_from_checkpoint(path, deterministic: bool = True):
     act.game = game
     act.module = module
     return act
+
+
+class PolicyOpponent:
+    """A trained policy in a seat: `policy` is an `act` callable or a checkpoint folder (loaded on CPU).
+
+    `native`: it reads the observation in the game's own encoding and answers in it (see envs.bizsim.play).
+    """
+
+    native = True
+
+    def __init__(self, policy):
+        self.path = None if callable(policy) else str(policy)
+        self.policy = policy if callable(policy) else policy_from_checkpoint(policy)
+
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation):
+        return self.policy(observation)
+
+
+def make_opponent(spec):
+    """An opponent from a spec: a level name or import path (see load_opponent) or a checkpoint folder."""
+    return load_opponent(spec, folder=PolicyOpponent)
+
+
+def checked_specs(specs, flag: str) -> list[str]:
+    """The opponent specs of a flag (see parse_specs), each loaded once: a bad one is a UsageError naming `flag`."""
+    names = parse_specs(specs)
+    for spec in names or [""]:
+        try:
+            make_opponent(spec)
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    return names

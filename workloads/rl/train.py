@@ -1,4 +1,9 @@
-"""Training on bizsim with RLlib's new API stack: config dataclass, AlgorithmConfig builder, loop, outputs."""
+"""Training on bizsim with RLlib's new API stack: config dataclass, AlgorithmConfig builder, loop, outputs.
+
+A run resumes after a kill: every checkpoint carries `run_state.json` (how many progress rows it covers and the
+opponent schedule's state), and `--resume` cuts the run folder back to it (progress rows, TensorBoard steps and
+league snapshots of the lost iterations go), so no iteration is lost or counted twice.
+"""
 
 from __future__ import annotations
 
@@ -7,99 +12,99 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from workloads.contract import UsageError, config_from_dict, field, write_json, write_summary
+from envs.bizsim.opponents import parse_mix, parse_specs
+from workloads.contract import UsageError, WorkloadConfig, config_from_dict, field, write_json
 
 ALGOS = ("ppo", "dqn")
-DEFAULT_CURRICULUM = "L1,L2,L3,L4"
+ENCODINGS = ("flat", "factorised")
+COMPLEXITIES = (1, 2, 3, 4)
+RUN_STATE = "run_state.json"      # in every checkpoint: what of the run folder the checkpoint covers
+SCHEDULE_STATE = "schedule_state.json"
+# the --smoke-test sizes of one training (workloads.rl.compare trains its smoke trials at them too)
+SMOKE_SIZES = dict(num_envs_per_env_runner=4, train_batch_size=800, minibatch_size=200, num_epochs=2)
 
 
 @dataclasses.dataclass
-class RLConfig:
+class RLConfig(WorkloadConfig):
     """Train a firm in bizsim with RLlib (PPO or DQN) against scripted, scheduled or league opponents."""
 
-    algo: str = field("ppo", help="ppo or dqn")
-    num_env_runners: int = field(0, help="remote EnvRunner actors (0 = sample in the driver; fastest on 2 cores)")
-    num_envs_per_env_runner: int = field(16, help="vectorised bizsim copies per EnvRunner")
-    stop_iters: int = field(0, help="stop after this many training iterations (0 = no limit)")
-    stop_timesteps: int = field(300_000, help="stop after this many env steps sampled")
-    time_budget_s: float = field(0.0, help="stop after this many seconds of training (0 = no limit)")
-    complexity: int = field(1, help="bizsim complexity level 1..4")
+    workload = "rl"
+
+    algo: str = field("ppo", help="algorithm", choices=ALGOS)
+    num_env_runners: int = field(0, help="remote EnvRunner actors (0 = sample in the driver; fastest on 2 cores)",
+                                 minimum=0)
+    num_envs_per_env_runner: int = field(16, help="vectorised bizsim copies per EnvRunner", minimum=1)
+    stop_iters: int = field(0, help="stop after this many training iterations (0 = no limit)", minimum=0)
+    stop_timesteps: int = field(300_000, help="stop after this many env steps sampled", minimum=1)
+    time_budget_s: float = field(0.0, help="stop after this many seconds of training (0 = no limit)", minimum=0)
+    complexity: int = field(1, help="bizsim complexity level", choices=COMPLEXITIES)
     mask: bool = field(True, help="action masks (off: all-ones masks, invalid actions become counted no-ops)")
     shaping: float = field(0.1, help="weight of the dense net-worth term next to the sparse outcome (0 = sparse)")
-    encoding: str = field("flat", help="flat Discrete(N) or factorised MultiDiscrete (PPO only)")
+    encoding: str = field("flat", help="flat Discrete(N) or factorised MultiDiscrete (PPO only)", choices=ENCODINGS)
     opponents: str = field("L1,L2,L3", help="comma-separated opponent levels, import paths or snapshot folders")
     eval_opponents: str = field("L1,L2,L3", help="opponents of the periodic evaluation (one per episode)")
     curriculum: bool = field(False, help="stages L0, then each of --opponents, a mixed pool, then league "
                                          "snapshots, advancing when the evaluation win rate crosses the threshold")
-    curriculum_threshold: float = field(0.8, help="evaluation win rate that moves the curriculum on")
+    curriculum_threshold: float = field(0.8, help="evaluation win rate that moves the curriculum on",
+                                        minimum=0, maximum=1)
     nonstationary: bool = field(False, help="cycle the training opponents through --opponents and their pool "
                                             "every --switch-every iterations")
-    switch_every: int = field(10, help="iterations between opponent switches in --nonstationary mode")
-    learner_seats: int = field(1, help="seats the learner plays in each game (more = self-play seats)")
-    eval_interval: int = field(5, help="evaluate every this many iterations (0 = only at the end)")
-    eval_episodes: int = field(30, help="episodes per evaluation")
-    checkpoint_every: int = field(10, help="save <out>/checkpoint every this many iterations")
-    lr: float = field(0.0, help="learning rate (0 = the algorithm's tuned default here)")
-    train_batch_size: int = field(0, help="train batch per learner (0 = tuned default)")
-    minibatch_size: int = field(0, help="PPO minibatch (0 = tuned default)")
-    num_epochs: int = field(0, help="PPO epochs per batch (0 = tuned default)")
-    rollout_fragment_length: int = field(0, help="env steps per sub-env per sample call (0 = auto)")
+    switch_every: int = field(10, help="iterations between opponent switches in --nonstationary mode", minimum=1)
+    learner_seats: int = field(1, help="seats the learner plays in each game (more = self-play seats)", minimum=1)
+    eval_interval: int = field(5, help="evaluate every this many iterations (0 = only at the end)", minimum=0)
+    eval_episodes: int = field(30, help="episodes per evaluation", minimum=1)
+    checkpoint_every: int = field(10, help="save <out>/checkpoint every this many iterations", minimum=1)
+    lr: float = field(0.0, help="learning rate (0 = the algorithm's tuned default here)", minimum=0)
+    train_batch_size: int = field(0, help="train batch per learner (0 = tuned default)", minimum=0)
+    minibatch_size: int = field(0, help="PPO minibatch (0 = tuned default)", minimum=0)
+    num_epochs: int = field(0, help="PPO epochs per batch (0 = tuned default)", minimum=0)
+    rollout_fragment_length: int = field(0, help="env steps per sub-env per sample call (0 = auto)", minimum=0)
     vf_share_layers: bool = field(True, help="PPO: one encoder for policy and value (halves the sampling forward)")
     torch_threads: int = field(1, help="torch intra-op threads in the driver (1 is fastest for these small nets "
-                                       "on a busy 2-core machine)")
+                                       "on a busy 2-core machine)", minimum=1)
     as_test: bool = field(False, help="exit 1 unless the final evaluation win rate reaches --target-win-rate")
-    target_win_rate: float = field(0.8, help="success criterion for --as-test")
-    smoke_test: bool = field(False, help="a tiny run (~1 minute on 2 CPUs) that exercises every output")
-    out: str = field("", help="output folder (default runs/rl/<timestamp>/)")
+    target_win_rate: float = field(0.8, help="success criterion for --as-test", minimum=0, maximum=1)
     resume: bool = field(False, help="continue the run in --out from <out>/checkpoint (saved settings; stop "
                                      "criteria from this command)")
-    seed: int = field(0, help="random seed")
-    num_gpus: int = field(0, help="GPUs for the learner (0 = CPU)")
+    num_gpus: int = field(0, help="GPUs for the learner (0 = CPU)", minimum=0)
 
     def validate(self):
-        from workloads.rl.env import check_spec
+        from workloads.rl.policy import checked_specs
 
-        if self.algo not in ALGOS:
-            raise UsageError(f"--algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
-        if self.encoding not in ("flat", "factorised"):
-            raise UsageError(f"--encoding must be flat or factorised, got {self.encoding!r}")
         if self.encoding == "factorised" and self.algo == "dqn":
             raise UsageError("--encoding factorised needs --algo ppo (RLlib's DQN handles Discrete actions only)")
-        if self.complexity not in (1, 2, 3, 4):
-            raise UsageError(f"--complexity must be 1..4, got {self.complexity}")
         if self.curriculum and self.nonstationary:
             raise UsageError("choose one of --curriculum and --nonstationary")
         if self.resume and not self.out:
             raise UsageError("--resume needs --out pointing at the run to continue")
-        for flag in ("opponents", "eval_opponents"):
-            for spec in specs(getattr(self, flag)) or [""]:
-                try:
-                    check_spec(spec)
-                except ValueError as exc:
-                    raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from None
-        for name in ("stop_timesteps", "eval_episodes", "num_envs_per_env_runner", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.resume and not any((Path(self.out) / name).is_dir() for name in ("checkpoint", "checkpoint.old")):
+            raise UsageError(f"--resume: no checkpoint in {Path(self.out) / 'checkpoint'}")
+        checked_specs(self.opponents, "--opponents")
+        checked_specs(self.eval_opponents, "--eval-opponents")
 
-    def smoke(self) -> "RLConfig":
+    def smoke(self) -> RLConfig:
         """The --smoke-test sizes: a few small iterations with one evaluation and a checkpoint."""
-        return dataclasses.replace(self, stop_iters=min(self.stop_iters or 3, 3), stop_timesteps=min(
-            self.stop_timesteps, 3000), eval_interval=2, eval_episodes=4, num_envs_per_env_runner=4,
-            train_batch_size=self.train_batch_size or 800, minibatch_size=self.minibatch_size or 200,
-            num_epochs=self.num_epochs or 2, checkpoint_every=2)
+        return dataclasses.replace(
+            self, stop_iters=min(self.stop_iters or 3, 3), stop_timesteps=min(self.stop_timesteps, 3000),
+            eval_interval=2, eval_episodes=4, checkpoint_every=2, **smoke_sizes(self))
+
+    def ray_options(self) -> dict:
+        return {"num_gpus": self.num_gpus or None}
 
 
-def specs(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
+def smoke_sizes(cfg: RLConfig) -> dict:
+    """SMOKE_SIZES, keeping the batch sizes and epochs that `cfg` sets itself."""
+    return {k: v if k == "num_envs_per_env_runner" else getattr(cfg, k) or v for k, v in SMOKE_SIZES.items()}
 
 
 def schedule_for(cfg: RLConfig, run_dir: Path) -> dict:
     """The opponent schedule handed to the callbacks (see workloads.rl.callbacks)."""
-    levels = specs(cfg.opponents)
-    pool = {s: 1.0 for s in levels}
+    levels = parse_specs(cfg.opponents)
+    pool = parse_mix(levels)
     if cfg.curriculum:
         stages = [{"L0": 1.0}] + [{s: 1.0} for s in levels] + ([pool] if len(levels) > 1 else []) + ["league"]
         return {"mode": "curriculum", "stages": stages, "threshold": cfg.curriculum_threshold, "league_size": 4,
@@ -119,14 +124,13 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
 
     from envs.bizsim import BizSimEnv
     from workloads.rl.callbacks import BizSimCallbacks
-    from workloads.rl.env import LEARNER, BizSimMultiAgentEnv, game_config
+    from workloads.rl.env import BizSimMultiAgentEnv
+    from workloads.rl.game import LEARNER, game_config
     from workloads.rl.modules import MaskedDQNTorchRLModule, MaskedPPOTorchRLModule
 
     game = game_config(complexity=cfg.complexity, encoding=cfg.encoding, mask=cfg.mask, shaping=cfg.shaping)
     schedule = schedule_for(cfg, run_dir)
-    opponents = {s: 1.0 for s in specs(cfg.opponents)}
-    if schedule["mode"] != "fixed":
-        opponents = schedule["stages"][0]
+    opponents = schedule["stages"][0] if schedule["mode"] != "fixed" else parse_specs(cfg.opponents)
     env_config = {"game": game, "opponents": opponents, "learner_seats": cfg.learner_seats, "seed": cfg.seed,
                   "schedule": schedule}
     model_config = {"fcnet_hiddens": [128, 128], "fcnet_activation": "tanh" if cfg.algo == "ppo" else "relu",
@@ -166,7 +170,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
                     evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
                     evaluation_config={"explore": False, "num_envs_per_env_runner": 1, "env_config": {
                         **env_config, "seed": cfg.seed + 10_000,
-                        "opponents": ",".join(specs(cfg.eval_opponents))}})
+                        "opponents": parse_specs(cfg.eval_opponents)}})
         .reporting(metrics_num_episodes_for_smoothing=200)
         .debugging(seed=cfg.seed, log_level="ERROR")
     )
@@ -205,15 +209,22 @@ def metrics_row(result: dict) -> dict:
             for k, v in row.items() if v is not None}
 
 
-def save_checkpoint(algo, run_dir: Path, game: dict) -> Path:
-    """Save to a fresh folder, then swap it in: `<out>/checkpoint/` is never half written."""
-    from workloads.rl.env import save_game
+def save_checkpoint(algo, run_dir: Path, game: dict, progress_rows: int | None = None) -> Path:
+    """Save to a fresh folder, then swap it in: `<out>/checkpoint/` is never half written.
+
+    Beside the algorithm: the game (bizsim.json) and `run_state.json`, the number of progress rows logged up to
+    this checkpoint and the opponent schedule's state, which `--resume` restores (see `rewind`).
+    """
+    from workloads.rl.game import save_game
 
     final = run_dir / "checkpoint"
     tmp = run_dir / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     algo.save_to_path(str(tmp))
     save_game(tmp, game)
+    schedule = run_dir / SCHEDULE_STATE
+    write_json(tmp / RUN_STATE, {"iteration": algo.iteration, "progress_rows": progress_rows,
+                                 "schedule_state": json.loads(schedule.read_text()) if schedule.is_file() else None})
     old = run_dir / "checkpoint.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -223,10 +234,30 @@ def save_checkpoint(algo, run_dir: Path, game: dict) -> Path:
     return final
 
 
-def iterate(cfg: RLConfig, run_dir: Path):
-    """Build (or restore) the Algorithm and yield one metrics row per training iteration; saves checkpoints.
+def rewind(run_dir: Path) -> dict:
+    """Cut the run folder back to its checkpoint before a resume: progress rows after it, the schedule state and
+    league snapshots of later iterations are what the killed run did past the checkpoint, and are redone."""
+    if not (run_dir / "checkpoint").is_dir() and (run_dir / "checkpoint.old").is_dir():
+        os.replace(run_dir / "checkpoint.old", run_dir / "checkpoint")      # killed in the middle of the swap
+    state_path = run_dir / "checkpoint" / RUN_STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    progress = run_dir / "progress.jsonl"
+    if state.get("progress_rows") is not None and progress.is_file():
+        lines = [line for line in progress.read_text().splitlines() if line.strip()]
+        progress.write_text("".join(line + "\n" for line in lines[:state["progress_rows"]]))
+    if state.get("schedule_state") is not None:
+        write_json(run_dir / SCHEDULE_STATE, state["schedule_state"])
+    kept = set((state.get("schedule_state") or {}).get("snapshots", []))
+    for snap in (run_dir / "snapshots").glob("iter_*"):
+        if "iteration" in state and int(snap.name[5:]) > state["iteration"] and str(snap) not in kept:
+            shutil.rmtree(snap, ignore_errors=True)
+    return state
 
-    Yields (algo, row). The caller decides when to stop; the final checkpoint is written by `finish`.
+
+def iterate(cfg: RLConfig, run_dir: Path):
+    """Build (or restore) the Algorithm and yield (algo, metrics row) per training iteration.
+
+    The caller decides when to stop and when to checkpoint (`save_checkpoint`).
     """
     import torch
     from ray.rllib.algorithms.algorithm import Algorithm
@@ -234,21 +265,15 @@ def iterate(cfg: RLConfig, run_dir: Path):
     torch.set_num_threads(cfg.torch_threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint"
-    config = build_algo_config(cfg, run_dir)
     if cfg.resume:
         if not (checkpoint / "algorithm_state.pkl").is_file() and not any(checkpoint.glob("algorithm_state*")):
             raise UsageError(f"--resume: no checkpoint in {checkpoint}")
         algo = Algorithm.from_checkpoint(str(checkpoint))
     else:
-        algo = config.build_algo()
-    game = config.env_config["game"]
+        algo = build_algo_config(cfg, run_dir).build_algo()
     try:
         while True:
-            result = algo.train()
-            row = metrics_row(result)
-            if cfg.checkpoint_every and algo.iteration % cfg.checkpoint_every == 0:
-                save_checkpoint(algo, run_dir, game)
-            yield algo, row
+            yield algo, metrics_row(algo.train())
     finally:
         algo.stop()
 
@@ -281,10 +306,12 @@ class Logger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = run_dir / "progress.jsonl"
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         self.rows = []
-        if self.path.is_file():
+        if self.path.is_file():           # a resumed run (cut back to its checkpoint by `rewind`)
             self.rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        # TensorBoard hides what a killed run logged past the checkpoint: steps from the next one on are redone
+        purge = int(max(r["env_steps"] for r in self.rows)) + 1 if self.rows else None
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
 
     def log(self, row: dict):
         self.rows.append(row)
@@ -324,7 +351,8 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
 
     for key in ["win_rate", "eval_win_rate"] + sorted({k for r in rows for k in r if k.startswith("eval_win_rate_vs")}):
         x, y = series(key)
-        axes[0].plot(x, y, marker="." if key.startswith("eval") else None, label=key.replace("eval_win_rate_vs/", "eval vs "))
+        axes[0].plot(x, y, marker="." if key.startswith("eval") else None,
+                     label=key.replace("eval_win_rate_vs/", "eval vs "))
     axes[0].set(title="win rate", xlabel="env steps", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
     x, y = series("episode_return")
@@ -345,15 +373,16 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 def run(cfg: RLConfig, run_dir: Path) -> dict:
-    """Train until a stop criterion, evaluate, checkpoint, plot; returns the summary written to summary.json."""
+    """Train until a stop criterion, evaluate, checkpoint, plot; returns the summary keys of the run."""
     from tqdm import tqdm
 
+    resumed = {}
     if cfg.resume:
         cfg = load_saved_config(run_dir, cfg)
-    elif cfg.smoke_test:
-        cfg = cfg.smoke()
+        resumed = rewind(run_dir)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     logger = Logger(run_dir)
+    start_steps = max((r["env_steps"] for r in logger.rows), default=0)
     started = time.time()
     row, final = {}, {}
     progress = tqdm(total=cfg.stop_timesteps, unit="step", desc=f"{cfg.algo} bizsim", mininterval=5)
@@ -363,28 +392,39 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
             logger.log(row)
             progress.n = int(min(row["env_steps"], cfg.stop_timesteps))
             progress.set_postfix({k: round(row[k], 3) for k in ("win_rate", "eval_win_rate") if k in row})
+            game = algo.config.env_config["game"]
             if should_stop(cfg, row, started):
                 final = final_evaluation(algo, cfg)
                 logger.log({**final, "env_steps": row["env_steps"], "iteration": row["iteration"]})
-                checkpoint = save_checkpoint(algo, run_dir, algo.config.env_config["game"])
+                checkpoint = save_checkpoint(algo, run_dir, game, len(logger.rows))
                 break
+            if algo.iteration % cfg.checkpoint_every == 0:
+                save_checkpoint(algo, run_dir, game, len(logger.rows))
     finally:
         gen.close()
         progress.close()
         logger.close()
-    wall = time.time() - started
+    train_s = time.time() - started
     logger.write_csv(run_dir)
     plot = plot_curves(logger.rows, run_dir / "learning_curves.png",
-                       f"{cfg.algo.upper()} bizsim c{cfg.complexity} {cfg.encoding} mask={cfg.mask} shaping={cfg.shaping}")
+                       f"{cfg.algo.upper()} bizsim c{cfg.complexity} {cfg.encoding} mask={cfg.mask} "
+                       f"shaping={cfg.shaping}")
     train_rows = [r for r in logger.rows if "win_rate" in r]
+    env_steps = int(row.get("env_steps", 0))
     summary = {
-        "workload": "rl", "config": dataclasses.asdict(cfg), "checkpoint": str(checkpoint),
-        "iterations": int(row.get("iteration", 0)), "env_steps": int(row.get("env_steps", 0)),
-        "wall_s": round(wall, 1), "env_steps_per_s": round(row.get("env_steps", 0) / max(wall, 1e-9), 1),
-        "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None,
-        "final_eval": final, "plots": [str(plot)], "tensorboard": str(run_dir / "tensorboard"),
+        "outputs": {"checkpoint": str(checkpoint), "config": str(run_dir / "config.json"),
+                    "progress": str(run_dir / "progress.csv"), "learning_curves": str(plot),
+                    "tensorboard": str(run_dir / "tensorboard")},
+        "iterations": int(row.get("iteration", 0)), "env_steps": env_steps,
+        "resumed_from_iteration": resumed.get("iteration"),
+        "train_s": round(train_s, 1), "env_steps_per_s": round((env_steps - start_steps) / max(train_s, 1e-9), 1),
+        "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None, "final_eval": final,
     }
+    print(f"checkpoint: {checkpoint}  env steps: {env_steps}  env steps/s: {summary['env_steps_per_s']}  "
+          f"final eval: {final}")
     if cfg.as_test:
         summary["as_test_passed"] = bool(final.get("eval_win_rate", 0.0) >= cfg.target_win_rate)
-    write_summary(run_dir, summary)
+        if not summary["as_test_passed"]:
+            print(f"--as-test failed: evaluation win rate below {cfg.target_win_rate}", file=sys.stderr)
+            summary["status"] = "as_test_failed"
     return summary
