@@ -82,7 +82,7 @@ def loop_rate(kind: str, n: int, degrade: float) -> tuple[float, float]:
     """(pages per wall second, pages per CPU second) of a plain single-process loop on one core."""
     import cv2
 
-    from workloads.pages.core import render_page
+    from workloads.pages.synthesis import render_page
 
     cv2.setNumThreads(1)  # one core, as each Ray render task
     render_page(kind, 99, 0, degrade)  # imports, font cache
@@ -94,7 +94,7 @@ def loop_rate(kind: str, n: int, degrade: float) -> tuple[float, float]:
 
 def ray_rate(kind: str, n: int, workers: int, degrade: float, shard_size: int) -> tuple[float, float]:
     """(pages per wall second, CPU seconds per wall second inside the render tasks: 1.0 = a core to itself)."""
-    from workloads.pages.core import write_shards
+    from workloads.pages.synthesis import write_shards
 
     out = tempfile.mkdtemp(prefix="bench-pages-")
     try:
@@ -108,7 +108,7 @@ def ray_rate(kind: str, n: int, workers: int, degrade: float, shard_size: int) -
 
 def peak_rss(kind: str, n: int) -> tuple[float, Counter]:
     """Peak RSS (MiB) of the process tree while writing `n` pages, and their class histogram."""
-    from workloads.pages.core import write_shards
+    from workloads.pages.synthesis import write_shards
 
     out = tempfile.mkdtemp(prefix="bench-pages-")
     counts: Counter = Counter()
@@ -138,7 +138,7 @@ def classes_seen(cfg: BenchConfig) -> dict:
     import ray
 
     from workloads.pages.augment import MarginPatches, PatchBank, batches_until_all_seen
-    from workloads.pages.core import page_dataset
+    from workloads.pages.synthesis import page_dataset
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     bank_rows = sorted(page_dataset("music", 40, seed=777, rare="compose").iter_rows(),

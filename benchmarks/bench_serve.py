@@ -44,7 +44,7 @@ VARIANTS = {
 
 def payload(side: int = 128) -> bytes:
     """A small crop of a rendered music page as PNG (a few KB)."""
-    from workloads.pages.core import render_page
+    from workloads.pages.synthesis import render_page
 
     img = cv2.imdecode(np.frombuffer(render_page("music", 0, 0)["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
     return cv2.imencode(".png", img[300:300 + side, 200:200 + side])[1].tobytes()

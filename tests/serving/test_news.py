@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from workloads.pages.core import render_page
 from workloads.pages.schema import decode_png, rle_to_mask
+from workloads.pages.synthesis import render_page
 from workloads.registry import save_model, torch_bytes
 from workloads.vision import news
 

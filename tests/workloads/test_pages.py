@@ -19,8 +19,8 @@ import pytest
 
 from workloads.pages import degrade, news
 from workloads.pages.augment import PATCH_H, PATCH_W, MarginPatches, PatchBank, batches_until_all_seen
-from workloads.pages.core import page_dataset, render_clean, render_page, write_shards
 from workloads.pages.schema import classes, decode_png, mask_to_rle, rle_to_mask, rows_to_table
+from workloads.pages.synthesis import page_dataset, render_clean, render_page, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 

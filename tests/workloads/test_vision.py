@@ -19,8 +19,8 @@ import torch
 
 from workloads import images, registry
 from workloads.images import ImageError
-from workloads.pages.core import render_page
 from workloads.pages.schema import classes, decode_png, rle_to_mask
+from workloads.pages.synthesis import render_page
 from workloads.registry import RegistryError
 from workloads.vision import dwd, news
 from workloads.vision.train import crop

@@ -88,7 +88,7 @@ def _check_same_run(shards_out: str, cfg: PagesConfig) -> None:
 
 def class_histogram(shards_out: str, kind: str) -> Counter:
     """Label counts over every finished shard (reads only the labels column, one file at a time)."""
-    from workloads.pages.core import finished_shards
+    from workloads.pages.synthesis import finished_shards
 
     counts: Counter = Counter()
     fs, files = finished_shards(shards_out, kind)
@@ -101,7 +101,7 @@ def class_histogram(shards_out: str, kind: str) -> Counter:
 def alignment_check(cfg: PagesConfig) -> dict:
     """Photograph the first pages, recover each homography from pixels and report the error in pixels."""
     from workloads.pages import degrade
-    from workloads.pages.core import _streams, render_clean
+    from workloads.pages.synthesis import _streams, render_clean
 
     errors = []
     for i in range(cfg.align_pages):
@@ -136,8 +136,8 @@ def plot_histogram(counts: Counter, kind: str, path) -> None:
 
 def run(cfg: PagesConfig, out: Path) -> dict:
     """Write the missing shards to `--out` (folder or URI); summary keys, histogram and sample in the run folder."""
-    from workloads.pages.core import write_shards
     from workloads.pages.export import export
+    from workloads.pages.synthesis import write_shards
 
     shards_out = cfg.out if is_uri(cfg.out) else str(out)
     _check_same_run(shards_out, cfg)

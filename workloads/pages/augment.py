@@ -143,7 +143,7 @@ def margin_patches(kind: str, k: int, seed: int, bank_pages: int, per_class: int
     """
     if not k:
         return None
-    from workloads.pages.core import page_dataset
+    from workloads.pages.synthesis import page_dataset
 
     rows = sorted(page_dataset(kind, bank_pages, seed=bank_seed(seed), rare="compose", workers=workers).iter_rows(),
                   key=lambda r: r["page_index"])

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from workloads.contract import UsageError, fail, field, parse_config, write_json
-from workloads.pages.core import finished_shards
 from workloads.pages.schema import KINDS, classes, decode_png
+from workloads.pages.synthesis import finished_shards
 from workloads.storage import is_uri
 
 

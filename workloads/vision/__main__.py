@@ -46,12 +46,12 @@ class VisionConfig(WorkloadConfig):
     eval_pages: int = field(16, help="held-out pages (another seed) for evaluation, clean and degraded", minimum=1)
     seed: int = field(0, help="seed of pages, crops and initialisation")
     degrade: float = field(0.3, help="share of training pages 'printed and photographed'", minimum=0, maximum=1)
-    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin",
-                                minimum=0)
     steps: int = field(600, help="optimiser steps (per publisher for news)", minimum=1)
     batch_size: int = field(8, help="crops per step", minimum=1)
     crop: int = field(256, help="crop side in pixels (of the model's input), a multiple of 16", minimum=32)
     crops_per_page: int = field(8, help="crops cut from each streamed page", minimum=1)
+    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin",
+                                minimum=0)
     symbol_crops: float = field(0.5, help="omr: share of crops centred on a symbol of a class drawn uniformly "
                                          "from the page's classes (class-balanced sampling)", minimum=0, maximum=1)
     stage_rest_weight: float = field(0.25, help="omr: weight of the other heads' normalised losses during a "
@@ -109,7 +109,7 @@ def source_pages(cfg: VisionConfig, kind: str, columns: list[str]):
             raise UsageError(f"cannot read Parquet shards from {cfg.data}: {exc}") from None
     else:
         from workloads.pages.augment import margin_patches
-        from workloads.pages.core import page_dataset
+        from workloads.pages.synthesis import page_dataset
 
         # the bank of workloads.pages --margin-patches, cut from a fifth as many pages as are trained on
         augment = margin_patches(kind, cfg.margin_patches, cfg.seed, max(6, cfg.pages // 5)) \

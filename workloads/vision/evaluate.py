@@ -29,7 +29,7 @@ from workloads.registry import RegistryError, check_name, find_model
 
 
 def eval_rows(kind: str, n: int, seed: int, degrade: float) -> list[dict]:
-    from workloads.pages.core import page_dataset
+    from workloads.pages.synthesis import page_dataset
 
     return sorted(page_dataset(kind, n, seed=seed, degrade=degrade).iter_rows(), key=lambda r: r["page_index"])
 
