@@ -48,9 +48,9 @@ def raw_env(seconds: float) -> float:
 
 
 def measure(name: str, overrides: dict, seconds: float) -> dict:
-    from workloads.rl.train import RLConfig, build_algo_config
-
     import torch
+
+    from workloads.rl.train import RLConfig, build_algo_config
 
     cfg = RLConfig(**{"eval_interval": 0, "opponents": "L1,L2,L3", "stop_timesteps": 10**9, **overrides})
     torch.set_num_threads(cfg.torch_threads)

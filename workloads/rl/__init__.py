@@ -15,6 +15,7 @@ Under a cluster: `ray job submit --working-dir . -- python -m workloads.rl --smo
 
 Results to expect
 -----------------
-`<out>/summary.json` (checkpoint path, env steps/s, final evaluation), `<out>/learning_curves.png`,
-`<out>/progress.csv`, TensorBoard logs in `<out>/tensorboard/`, the final checkpoint in `<out>/checkpoint/`.
+`<out>/summary.json` (the contract's common keys, output paths, env steps/s, final evaluation),
+`<out>/learning_curves.png`, `<out>/progress.csv`, TensorBoard logs in `<out>/tensorboard/`, the final checkpoint
+in `<out>/checkpoint/`; `--resume --out <out>` continues a killed run from its last checkpoint.
 """
