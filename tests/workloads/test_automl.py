@@ -4,6 +4,7 @@ searches with each searcher, and the CLI's answers to bad input."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workloads import contract
 from workloads.automl import data, ensemble, space
 from workloads.automl.evolution import EvolutionSearch, _nsga2
 
@@ -170,19 +172,21 @@ def test_ensemble_never_worse_than_best_single(seed):
 # -- real Tune runs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("searcher", ["random", "bayes", "evolution"])
 def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher):
-    from workloads.automl.search import AutoMLConfig, load_model, run
+    from workloads.automl.search import AutoMLConfig, load_model, search
 
     cfg = AutoMLConfig(data="breast_cancer", searcher=searcher, budget_s=12, cv_folds=3, population_size=6,
                        asha=searcher == "random", out=str(tmp_path), json=str(tmp_path / "result.json"))
-    cfg.validate()
-    summary = run(cfg)
+    summary = search(cfg)
     result = json.loads((tmp_path / "result.json").read_text())
-    for key in ("metric", "cv_score", "test_score", "n_trials", "budget_s", "best_pipeline", "ensemble"):
+    assert result == summary == json.loads((tmp_path / "summary.json").read_text())
+    for key in ("metric", "cv_score", "test_score", "n_trials", "budget_s", "best_pipeline", "ensemble",
+                *contract.SUMMARY_KEYS):
         assert key in result
+    assert result["workload"] == "automl" and result["status"] == "ok" and 0 < result["search_s"] < result["wall_s"]
     assert result["metric"] == "balanced_accuracy" and result["n_trials"] >= 4
     assert summary["cv_score"] > 0.9 and summary["test_score"] > 0.85
     assert summary["ensemble"]["oof_score"] >= summary["ensemble"]["best_single_oof_score"]
-    model = load_model(summary["files"]["model"])
+    model = load_model(summary["outputs"]["model"])
     ds = data.load_dataset("breast_cancer")
     assert (model.predict(ds.X) == ds.y).mean() > 0.9
     assert list(tmp_path.glob("tune/*/events.out.tfevents*"))  # TensorBoard logs per trial
@@ -193,9 +197,9 @@ def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher
 
 
 # -- the CLI -----------------------------------------------------------------------------------------------
-def _cli(*args: str, module: str = "workloads.automl") -> subprocess.CompletedProcess:
+def _cli(*args: str, module: str = "workloads.automl", env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -203,19 +207,27 @@ def _cli(*args: str, module: str = "workloads.automl") -> subprocess.CompletedPr
     (["--data", "{csv}", "--target", "price"], "target column 'price' not found"),
     (["--data", "{csv}", "--target", "y", "--task", "binary"], "looks continuous"),
     (["--data", "{junk}", "--target", "y"], "no usable numeric feature"),
-    (["--data", "wine", "--budget-s", "1"], "too small for one trial"),
-    (["--data", "wine", "--searcher", "grid"], "--searcher must be one of"),
+    (["--data", "wine", "--budget-s", "1"], "--budget-s must be at least 5"),
+    (["--data", "wine", "--budget-s", "nan"], "--budget-s must be at least 5"),
+    (["--data", "wine", "--searcher", "grid"], "argument --searcher: invalid choice: 'grid'"),
+    (["--data", "wine", "--cv-folds", "1"], "--cv-folds must be at least 2"),
+    (["--data", "wine", "--cv-folds", "60"], "a class has fewer training rows than --cv-folds 60"),
+    (["--data", "wine", "--test-size", "1"], "--test-size must be at most 0.99"),
     (["--data", "wine", "--no-such-flag"], "unrecognized arguments"),
+    (["--target", "y"], "--data is required"),
+    (["--resume"], "--resume needs --out"),
     (["--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
 ])
 def test_cli_rejects_bad_input_in_one_line(tmp_path, args, message):
+    """Usage errors exit 2 with one line, before Ray starts (no run folder, no Ray session)."""
     csv = _write(tmp_path / "r.csv", "x,y\n" + "".join(f"{i},{i * 1.37:.2f}\n" for i in range(50)))
     junk = _write(tmp_path / "j.csv", "name,y\n" + "".join(f"n{i},{i % 2}\n" for i in range(20)))
     args = [a.format(csv=csv, junk=junk, tmp=tmp_path) for a in args]
-    proc = _cli(*args)
-    assert proc.returncode != 0
+    proc = _cli(*args, env={"DLWILD_RUNS": str(tmp_path / "runs")})
+    assert proc.returncode == contract.USAGE_EXIT
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "runs").exists() and "Started a local Ray instance" not in proc.stdout + proc.stderr
 
 
 def test_cli_runs_a_messy_csv_end_to_end(tmp_path):
@@ -231,7 +243,9 @@ def test_cli_runs_a_messy_csv_end_to_end(tmp_path):
                 str(tmp_path / "out.json"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())
+    assert result == json.loads((tmp_path / "run" / "summary.json").read_text())  # --json: the same summary
     assert result["test_score"] > 0.7 and result["n_trials"] >= 2
+    assert result["config"]["task"] == "binary" and result["status"] == "ok"
     assert any("constant" in n for n in result["data_notes"])
 
 
@@ -246,3 +260,85 @@ def test_load_model_refuses_types_outside_scikit_learn(tmp_path):
     skops.io.dump(make_pipeline(FunctionTransformer(print), Ridge()), tmp_path / "m.skops")
     with pytest.raises(ValueError, match="builtins.print"):
         load_model(tmp_path / "m.skops")
+
+
+# -- resume after a kill -----------------------------------------------------------------------------------
+def _saved_trials(tune_dir: Path) -> tuple[dict, dict[str, dict]]:
+    """The newest experiment state Tune saved in `tune_dir`: (the state, {trial id: trial with its last result})."""
+    files = sorted(tune_dir.glob("experiment_state-*.json"))  # one per session, named by its start
+    if not files:
+        return {}, {}
+    try:
+        state = json.loads(files[-1].read_text())
+    except ValueError:  # caught mid-write
+        return {}, {}
+    trials = {}
+    for pair in state["trial_data"]:
+        trial, runtime = (json.loads(p) if isinstance(p, str) else p for p in pair)
+        trials[trial["trial_id"]] = {**trial, "last_result": runtime.get("last_result") or {}}
+    state["mtime"] = files[-1].stat().st_mtime
+    return state, trials
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_the_same_experiment(tmp_path):
+    """SIGKILL a real `python -m workloads.automl` search once Tune has saved a few finished trials, then
+    `--resume --out SAME`: the same experiment goes on (the trials finished before the kill stay, once each and not
+    re-run), trial ids stay unique, the budget counts the time before the kill, and the summary is complete."""
+    import signal
+    import time
+
+    out, budget = tmp_path / "run", 40.0
+    env = {**os.environ, "DLWILD_RUNS": str(tmp_path / "runs")}
+    command = [sys.executable, "-m", "workloads.automl", "--data", "breast_cancer", "--searcher", "bayes",
+               "--budget-s", str(budget), "--cv-folds", "3", "--out", str(out)]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # its own process group: Ray's processes die with it
+        try:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and first.poll() is None:
+                state, trials = _saved_trials(out / "tune")
+                done = {i: t for i, t in trials.items() if t["status"] == "TERMINATED"}
+                # the state must hold some finished trials and a good part of the budget (spent before the kill)
+                if len(done) >= 3 and state["mtime"] - state["stats"]["start_time"] >= 15:
+                    break
+                time.sleep(0.2)
+            assert first.poll() is None, "the search ended before it could be killed: " + (tmp_path / "first.log"
+                                                                                         ).read_text()[-2000:]
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)  # the driver, the embedded Ray's head processes and workers
+            first.wait()
+    assert not (out / "summary.json").exists() and len(done) >= 3
+    spent = state["mtime"] - state["stats"]["start_time"]  # Tune's budget used up to the saved state
+    finished_before = {i: (t["config"], t["last_result"]["end_time"]) for i, t in done.items()}
+
+    second = subprocess.run([sys.executable, "-m", "workloads.automl", "--resume", "--out", str(out), "--json",
+                             str(tmp_path / "resumed.json")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+
+    final_state, final = _saved_trials(out / "tune")
+    assert final_state["stats"]["start_time"] > state["stats"]["start_time"]  # a second session of the same run
+    for trial_id, (config, end_time) in finished_before.items():  # kept, once, and not run again
+        assert final[trial_id]["status"] == "TERMINATED" and final[trial_id]["config"] == config
+        assert final[trial_id]["last_result"]["end_time"] == end_time
+    assert len(final) > len(trials)  # the search went on with new trials
+    folders = sorted(p.name for p in (out / "tune").glob("trial_*"))
+    assert len(folders) == len(set(folders)) and {f"trial_{i}" for i in final} <= set(folders)
+    for trial_id, trial in final.items():  # no folder holds two trials' results
+        rows = [json.loads(line) for line in (out / "tune" / f"trial_{trial_id}" / "result.json").open()]
+        assert all(row["trial_id"] == trial_id and row["config"] == trial["config"] for row in rows)
+    # the budget: the resumed session searched only for what was left of it
+    ends = [t["last_result"].get("end_time", 0) for t in final.values()]
+    resumed_span = max(ends) - final_state["stats"]["start_time"]
+    assert resumed_span < budget - spent + 6, (resumed_span, spent)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert json.loads((tmp_path / "resumed.json").read_text()) == summary
+    assert summary["status"] == "ok" and set(contract.SUMMARY_KEYS) <= set(summary)
+    assert summary["config"]["resume"] and summary["config"]["budget_s"] == budget  # the saved settings
+    assert summary["n_trials"] == len(final) and summary["n_finished"] >= len(finished_before)
+    assert summary["test_score"] > 0.85 and summary["best_pipeline"]["description"]
+    assert summary["search_s"] < budget + 10  # the time between the kill and the resume does not count
+    assert (out / "model.skops").is_file() and (out / "anytime.png").is_file()

@@ -6,21 +6,24 @@ How to run (the measured setting: 5 minutes per data set and searcher, 5-fold CV
 
 Every run is an ordinary `workloads.automl` run in <out>/<data set>/<searcher>/ (Tune trials and TensorBoard logs
 under its tune/ folder); `--resume` keeps runs that already have a summary.json and does the rest.
-Results: <out>/table.md, <out>/summary.json, <out>/anytime_<data set>.png.
+Results: <out>/table.md, <out>/summary.json (the common keys of workloads/contract.py, mean_rank, results, the
+paper's numbers), <out>/anytime_<data set>.png. Exit code 2 for bad flags (e.g. a data set that is not named).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from workloads import contract
 from workloads.automl import data as automl_data
-from workloads.automl.search import SEARCHERS, AutoMLConfig, plot_anytime, run
-from workloads.contract import UsageError, fail, field, init_ray, parse_config, run_dir, write_summary
+from workloads.automl.search import MAX_BUDGET_S, MIN_BUDGET_S, SEARCHERS, AutoMLConfig, plot_anytime, search
+from workloads.contract import UsageError, WorkloadConfig, field
 
 # Table 1 of Stadelmann et al. (2018): test scores (balanced accuracy; R2 for cadata), AutoML-challenge splits.
 PAPER = {
@@ -33,64 +36,77 @@ LABELS = {"digits": "digits (scikit-learn's, a substitute for the challenge's)"}
 
 
 @dataclasses.dataclass
-class CompareConfig:
+class CompareConfig(WorkloadConfig):
     """Random vs Bayesian vs evolutionary CASH search on several data sets, same budget and concurrency."""
 
-    data: str = field("sylvine,jasmine,cadata,digits", help="comma-separated named data sets")
+    workload: ClassVar[str] = "automl-compare"  # runs/automl-compare/<timestamp>/
+
+    data: str = field("sylvine,jasmine,cadata,digits", help="comma-separated named data sets: "
+                                                             + ", ".join(automl_data.NAMED))
     searchers: str = field(",".join(SEARCHERS), help="comma-separated searchers")
-    budget_s: float = field(300.0, help="budget per data set and searcher, in seconds")
+    budget_s: float = field(300.0, help="budget per data set and searcher, in seconds", minimum=MIN_BUDGET_S,
+                            maximum=MAX_BUDGET_S)
     seed: int = field(0, help="seed of every run")
-    cv_folds: int = field(5, help="K-fold cross-validation")
-    concurrency: int = field(2, help="trials at once, the same for every searcher")
+    cv_folds: int = field(5, help="K-fold cross-validation", minimum=2)
+    concurrency: int = field(2, help="trials at once, the same for every searcher", minimum=1)
     warm_start: bool = field(True, help="portfolio warm start for bayes and evolution")
-    out: str = field("", help="output folder (default runs/automl-compare/<timestamp>/)")
-    smoke_test: bool = field(False, help="tiny comparison: wine and diabetes, 15 s each, 3 folds")
+    smoke_test: bool = field(False, help="tiny comparison: wine and diabetes, at most 15 s each, 3 folds")
     resume: bool = field(False, help="keep the runs in --out that already finished, do the others")
 
+    def smoke(self) -> CompareConfig:
+        return dataclasses.replace(self, data="wine,diabetes", budget_s=min(self.budget_s, 15.0), cv_folds=3)
+
     def validate(self) -> None:
-        if self.smoke_test:
-            self.data, self.budget_s, self.cv_folds = "wine,diabetes", min(self.budget_s, 15.0), 3
         unknown = [s for s in self.searchers.split(",") if s not in SEARCHERS]
         if unknown:
             raise UsageError(f"unknown searcher(s) {', '.join(unknown)}; use {', '.join(SEARCHERS)}")
         if not self.data.strip(","):
             raise UsageError("--data needs at least one data set")
+        for name in self.data.split(","):
+            if name and name not in automl_data.NAMED:
+                raise UsageError(f"compare takes named data sets ({', '.join(automl_data.NAMED)}), not {name!r}")
 
 
-def compare(cfg: CompareConfig) -> dict[str, Any]:
-    """Run every (data set, searcher) pair and write the table, plots and summary."""
-    out = run_dir("automl-compare", cfg.out)
+def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
+    """Run every (data set, searcher) pair in <out>/<data set>/<searcher>/ and write the table and plots; the
+    summary's own keys."""
     datasets = [d for d in cfg.data.split(",") if d]
     searchers = cfg.searchers.split(",")
     runs: dict[str, dict[str, Any]] = {}
+    plots = {}
     for name in datasets:
         runs[name] = {}
         for searcher in searchers:
             folder = out / name / searcher
-            done = folder / "summary.json"
-            if cfg.resume and done.is_file():
-                runs[name][searcher] = json.loads(done.read_text())
+            done = _finished(folder) if cfg.resume else None
+            if done:
+                runs[name][searcher] = done
                 continue
             run_cfg = AutoMLConfig(data=name, searcher=searcher, budget_s=cfg.budget_s, seed=cfg.seed,
                                    cv_folds=cfg.cv_folds, concurrency=cfg.concurrency,
                                    warm_start=cfg.warm_start, out=str(folder))
             try:
-                run_cfg.validate()
-                runs[name][searcher] = run(run_cfg)
+                runs[name][searcher] = search(run_cfg)
             except UsageError as exc:
                 runs[name][searcher] = {"error": str(exc)}
                 print(f"{name} {searcher}: {exc}")
         traces = {s: r.get("trace", []) for s, r in runs[name].items()}
-        plot_anytime(traces, out / f"anytime_{name}.png", f"{name}: best CV score over time")
+        plots[f"anytime_{name}"] = str(plot_anytime(traces, out / f"anytime_{name}.png",
+                                                    f"{name}: best CV score over time"))
     ranks = mean_ranks(runs, searchers)
     table = format_table(runs, searchers, ranks, cfg)
     (out / "table.md").write_text(table)
     print(table)
-    summary = {"config": dataclasses.asdict(cfg), "mean_rank": ranks, "paper": PAPER,
-               "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
-               "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()}}
-    write_summary(out, summary)
-    return summary
+    return {"mean_rank": ranks, "paper": PAPER, "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
+            "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()},
+            "outputs": {"table": str(out / "table.md"), **plots}}
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    """The summary of a run that finished in `folder` (kept by --resume), else None."""
+    path = folder / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else None
+    return summary if summary and summary.get("status", "ok") == "ok" else None
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -138,14 +154,9 @@ def format_table(runs: dict[str, dict[str, Any]], searchers: list[str], ranks: d
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = parse_config(CompareConfig, argv, prog="python -m workloads.automl.compare")
-    for name in cfg.data.split(","):
-        if name and name not in automl_data.NAMED:
-            fail(f"compare takes named data sets ({', '.join(automl_data.NAMED)}), not {name!r}")
-    init_ray()
-    compare(cfg)
+def main(argv: list[str] | None = None) -> int:
+    return contract.main(CompareConfig, run, argv, prog="python -m workloads.automl.compare")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

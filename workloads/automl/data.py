@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 TASKS = ("binary", "multiclass", "regression")
+HEADERS = ("auto", "yes", "no")  # does a CSV have a header row: guess, yes, no
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # name -> (file, target column (name or index), header row?, task)
@@ -100,7 +101,7 @@ def load_csv(path: Path, target: str, task: str | None, header: str = "auto", na
         raw = pd.read_csv(path, header=None, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
-    if header not in ("auto", "yes", "no"):
+    if header not in HEADERS:
         raise DataError(f"--header must be auto, yes or no, not {header!r}")
     first = [c for c in raw.iloc[0].tolist() if isinstance(c, str) and c.strip()]
     has_header = header == "yes" or (header == "auto" and bool(first) and not any(map(_is_number, first)))

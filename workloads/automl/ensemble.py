@@ -9,7 +9,7 @@ selection counts, refit on the whole training split; with one member it is that 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, r2_score

@@ -14,72 +14,85 @@ import tempfile
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from workloads.automl import data as automl_data
 from workloads.automl import ensemble, portfolio, space
-from workloads.contract import UsageError, config_from_dict, field, run_dir, write_json, write_summary
+from workloads.contract import (
+    UsageError,
+    WorkloadConfig,
+    config_from_dict,
+    field,
+    run_dir,
+    summarise,
+    write_json,
+    write_summary,
+)
 
 SEARCHERS = ("random", "bayes", "evolution")
 METRIC = "cv_score"
-MIN_BUDGET_S = 5.0
+MIN_BUDGET_S = 5.0  # less is too small for one trial's CV
+MAX_BUDGET_S = 7 * 86400.0  # a week; Tune's time budget must be finite
 
 
 @dataclass
-class AutoMLConfig:
+class AutoMLConfig(WorkloadConfig):
     """CASH search (imputer, scaler, preprocessor, estimator and their hyperparameters) on Ray Tune."""
+
+    workload: ClassVar[str] = "automl"
 
     data: str = field("", help="CSV file, or a named data set: " + ", ".join(automl_data.NAMED))
     target: str = field("", help="target column: name or index (negative counts from the end); "
                                  "known for named data sets")
-    task: str = field("auto", help="binary | multiclass | regression | auto (inferred from the target)")
+    task: str = field("auto", help="auto infers it from the target", choices=("auto", *automl_data.TASKS))
     searcher: str = field("bayes", help="random (Tune's random sampling) | bayes (Optuna TPE) | "
-                                        "evolution (TPOT-style genetic search)")
-    budget_s: float = field(300.0, help="wall-clock budget of the search in seconds (ensemble refit comes after)")
+                                        "evolution (TPOT-style genetic search)", choices=SEARCHERS)
+    budget_s: float = field(300.0, help="wall-clock budget of the search in seconds, at least enough for one trial "
+                                        "(ensemble refit comes after)", minimum=MIN_BUDGET_S, maximum=MAX_BUDGET_S)
     seed: int = field(0, help="seed of the split, the CV folds, the searchers and the estimators")
-    json: str = field("", help="also write the result JSON to this path")
-    out: str = field("", help="run folder (default runs/automl/<timestamp>/)")
-    cv_folds: int = field(5, help="K of the K-fold cross-validation (stratified for classification)")
-    test_size: float = field(0.2, help="fraction of rows held out for the test score")
-    header: str = field("auto", help="CSV header row: auto | yes | no")
+    json: str = field("", help="also write the summary to this path")
+    cv_folds: int = field(5, help="K of the K-fold cross-validation (stratified for classification)", minimum=2)
+    test_size: float = field(0.2, help="fraction of rows held out for the test score", minimum=0.01, maximum=0.99)
+    header: str = field("auto", help="CSV header row (auto: a first row without any number)",
+                        choices=automl_data.HEADERS)
     warm_start: bool = field(True, help="start bayes/evolution from portfolio configurations of similar data sets")
-    concurrency: int = field(2, help="trials run at once, one CPU each (the same for every searcher)")
-    population_size: int = field(12, help="evolution: pipelines per generation (top 20% survive)")
+    concurrency: int = field(2, help="trials run at once, one CPU each (the same for every searcher)", minimum=1)
+    population_size: int = field(12, help="evolution: pipelines per generation (top 20%% survive)", minimum=2)
     nsga2: bool = field(False, help="evolution: select survivors by NSGA-II on (CV score, fit time)")
     asha: bool = field(False, help="stop weak pipelines early with ASHA over the CV folds")
-    ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)")
-    ensemble_candidates: int = field(30, help="best pipelines offered to ensemble selection")
-    smoke_test: bool = field(False, help="tiny run: breast_cancer unless --data, 20 s, 3 folds")
+    ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)",
+                                 minimum=1)
+    ensemble_candidates: int = field(30, help="best pipelines offered to ensemble selection", minimum=1)
+    smoke_test: bool = field(False, help="tiny run: breast_cancer unless --data, at most 20 s, 3 folds")
     resume: bool = field(False, help="continue the interrupted search in --out (its saved settings are used)")
 
+    def smoke(self) -> AutoMLConfig:
+        return replace(self, data=self.data or "breast_cancer", budget_s=min(self.budget_s, 20.0), cv_folds=3)
+
+    def checked(self) -> AutoMLConfig:
+        """With --resume the settings saved in --out stand for the flags (--json may still be given); then the
+        contract's checks, and the data loaded and split (bad input ends here, before Ray starts)."""
+        return super(AutoMLConfig, self.saved() if self.resume else self).checked()
+
+    def saved(self) -> AutoMLConfig:
+        """The configuration of the interrupted run in --out (its config.json), marked to resume."""
+        if not self.out:
+            raise UsageError("--resume needs --out, the folder of the run to continue")
+        path = Path(self.out) / "config.json"
+        if not path.is_file():
+            raise UsageError(f"nothing to resume in {self.out}: no config.json from an earlier run")
+        saved = json.loads(path.read_text())
+        return config_from_dict(AutoMLConfig, {**saved, "resume": True, "out": self.out,
+                                               "json": self.json or saved.get("json", "")})
+
     def validate(self) -> None:
-        if self.smoke_test:
-            self.data = self.data or "breast_cancer"
-            self.budget_s = min(self.budget_s, 20.0)
-            self.cv_folds = 3
-        if self.resume:
-            if not self.out:
-                raise UsageError("--resume needs --out, the folder of the run to continue")
-            return
         if not self.data:
             raise UsageError("--data is required (a CSV file or one of " + ", ".join(automl_data.NAMED) + ")")
-        if self.searcher not in SEARCHERS:
-            raise UsageError(f"--searcher must be one of {', '.join(SEARCHERS)}, not {self.searcher!r}")
-        if self.task not in ("auto", *automl_data.TASKS):
-            raise UsageError(f"--task must be one of {', '.join(automl_data.TASKS)} or auto, not {self.task!r}")
-        if not math.isfinite(self.budget_s) or self.budget_s < MIN_BUDGET_S:
-            raise UsageError(f"--budget-s {self.budget_s:g} is too small for one trial; "
-                             f"give at least {MIN_BUDGET_S:g} seconds")
-        if self.cv_folds < 2:
-            raise UsageError("--cv-folds must be at least 2")
-        if not 0 < self.test_size < 1:
-            raise UsageError("--test-size must be between 0 and 1")
-        if self.concurrency < 1 or self.population_size < 2 or self.ensemble_rounds < 1:
-            raise UsageError("--concurrency and --ensemble-rounds must be >= 1, --population-size >= 2")
+        prepare(self)
 
 
 def metric_name(task: str) -> str:
@@ -149,48 +162,48 @@ def _searcher(cfg: AutoMLConfig, task: str, warm: list[dict]):
 
 @dataclass
 class Prepared:
-    """A checked configuration with its data loaded and split: everything that can fail before Ray starts."""
+    """The data of a configuration, loaded and split."""
 
-    cfg: AutoMLConfig
     dataset: automl_data.Dataset
     train_rows: np.ndarray
     test_rows: np.ndarray
 
 
 def prepare(cfg: AutoMLConfig) -> Prepared:
-    """Load and split the data (and, with --resume, the saved settings); raises UsageError with a reason."""
-    if cfg.resume:
-        saved = Path(cfg.out) / "config.json"
-        if not saved.is_file():
-            raise UsageError(f"nothing to resume in {cfg.out}: no config.json from an earlier run")
-        cfg = config_from_dict(AutoMLConfig, {**json.loads(saved.read_text()), "resume": True, "out": cfg.out})
-    try:
-        dataset = automl_data.load_dataset(cfg.data, cfg.target or None, cfg.task, cfg.header)
-    except automl_data.DataError as exc:
-        raise UsageError(str(exc)) from None
-    train_rows, test_rows = automl_data.split_data(dataset.y, dataset.task, cfg.seed, cfg.test_size)
+    """Load and split the data of `cfg`; UsageError says what is wrong with it. Cached, so that the check before
+    Ray starts (`validate`) and the run read the data once."""
+    dataset, train_rows, test_rows = _load_split(cfg.data, cfg.target or None, cfg.task, cfg.header, cfg.seed,
+                                                 cfg.test_size)
     if dataset.task != "regression" and np.bincount(dataset.y[train_rows]).min() < cfg.cv_folds:
         raise UsageError(f"a class has fewer training rows than --cv-folds {cfg.cv_folds}; lower --cv-folds")
-    return Prepared(cfg, dataset, train_rows, test_rows)
+    return Prepared(dataset, train_rows, test_rows)
 
 
-def run(cfg: AutoMLConfig, prepared: Prepared | None = None) -> dict[str, Any]:
-    """Run the search described by `cfg` (Ray must be initialised) and return the result summary.
+@functools.lru_cache(maxsize=1)
+def _load_split(data: str, target: str | None, task: str, header: str, seed: int, test_size: float):
+    try:
+        dataset = automl_data.load_dataset(data, target, task, header)
+    except automl_data.DataError as exc:
+        raise UsageError(str(exc)) from None
+    return (dataset, *automl_data.split_data(dataset.y, dataset.task, seed, test_size))
 
-    Raises UsageError for bad input and for a budget in which no trial finished.
+
+def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
+    """The search of a checked `cfg` in the run folder `out` (Ray must be up): its own summary keys, which
+    `contract.main` (the CLI) and `search` (from Python) complete with the common ones.
+
+    Raises UsageError for bad input and for a budget in which no pipeline finished.
     """
-    prepared = prepared or prepare(cfg)
-    cfg, dataset, train_rows, test_rows = prepared.cfg, prepared.dataset, prepared.train_rows, prepared.test_rows
-    out = run_dir("automl", cfg.out)
+    prepared = prepare(cfg)
+    dataset, train_rows, test_rows = prepared.dataset, prepared.train_rows, prepared.test_rows
     task = dataset.task
     X, y = dataset.X[train_rows], dataset.y[train_rows]
     meta = automl_data.meta_features(X, y, task)
     warm = portfolio.warm_start(meta, task) if cfg.warm_start and cfg.searcher != "random" else []
     if not cfg.resume:
         write_json(out / "config.json", asdict(cfg))
-    state = out / "state.json"  # the first start time, so that resumed runs keep one time axis
-    started = json.loads(state.read_text())["started"] if state.is_file() else time.time()
-    write_json(state, {"started": started})
+    sessions = _sessions(out / "state.json", cfg.resume)
+    started = sessions[0]
 
     result_grid = _tune(cfg, task, X, y, warm, out)
     finished = [r for r in result_grid if r.metrics and r.metrics.get("folds_done") == cfg.cv_folds]
@@ -205,7 +218,6 @@ def run(cfg: AutoMLConfig, prepared: Prepared | None = None) -> dict[str, Any]:
     test_score = _test_score(final, X_test, y_test, task)
     best_member = final.named_estimators_["m0"] if len(selection["members"]) > 1 else final
     summary = {
-        "workload": "automl",
         "dataset": dataset.name,
         "task": task,
         "target": dataset.target,
@@ -218,8 +230,7 @@ def run(cfg: AutoMLConfig, prepared: Prepared | None = None) -> dict[str, Any]:
         "n_finished": len(finished),
         "n_failed": sum(1 for r in finished if r.metrics.get("failed")),
         "budget_s": cfg.budget_s,
-        "search_s": trace[-1][0] if trace else None,
-        "elapsed_s": time.time() - started,
+        "search_s": _search_s(finished, sessions),
         "best_pipeline": _pipeline_info(usable[0], task),
         "ensemble": selection,
         "warm_start": warm,
@@ -237,11 +248,32 @@ def run(cfg: AutoMLConfig, prepared: Prepared | None = None) -> dict[str, Any]:
     if task != "regression":
         chance = 1.0 / len(dataset.classes)
         summary["test_score_normalized"] = (test_score - chance) / (1.0 - chance)  # ChaLearn's BAC form
-    summary["files"] = _save(final, summary, dataset, out)
-    write_summary(out, summary)
-    if cfg.json:
-        write_json(cfg.json, summary)
+    summary["outputs"] = _save(final, summary, dataset, out)
+    print(f"{summary['dataset']} {summary['searcher']}: cv {summary['metric']} {summary['cv_score']:.4f}, "
+          f"test {test_score:.4f} (best single {summary['test_score_best_single']:.4f}), {summary['n_trials']} "
+          f"trials, ensemble of {len(selection['members'])} -> {summary['outputs']['model']}")
     return summary
+
+
+def search(cfg: AutoMLConfig) -> dict[str, Any]:
+    """One search from Python, as `python -m workloads.automl` runs it once Ray is up (`workloads.automl.compare`
+    runs its grid with this): the config checked, its run folder, summary.json with the common keys and its
+    --json copy. Returns the summary; raises UsageError for bad input."""
+    cfg = cfg.checked()
+    started = time.time()
+    out = run_dir(cfg.workload, cfg.out or None)
+    own = run(cfg, out)
+    summary = summarise(cfg, started, own.pop("status", "ok"), own)
+    write_summary(out, summary)
+    copy_summary(cfg, out)
+    return summary
+
+
+def copy_summary(cfg: AutoMLConfig, out: Path) -> None:
+    """--json: the same summary as <out>/summary.json, at a path of the user's choice."""
+    summary = out / "summary.json"
+    if cfg.json and summary.is_file():
+        write_json(cfg.json, json.loads(summary.read_text()))
 
 
 def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list[dict], out: Path):
@@ -290,6 +322,24 @@ def evolution_state(out: Path) -> dict[str, Any]:
 def _trial_dirname(trial) -> str:
     """Short trial folder names (Tune's default spells out the whole configuration)."""
     return f"trial_{trial.trial_id}"
+
+
+def _sessions(path: Path, resume: bool) -> list[float]:
+    """The start times of this search's sessions, this one last, kept in state.json: the first is the start of the
+    time axis (a resumed run keeps one), the others say where a --resume took over after an interruption."""
+    state = json.loads(path.read_text()) if resume and path.is_file() else {}
+    sessions = [*state.get("sessions", [state["started"]] if "started" in state else []), time.time()]
+    write_json(path, {"started": sessions[0], "sessions": sessions})
+    return sessions
+
+
+def _search_s(finished: list, sessions: list[float]) -> float | None:
+    """Seconds spent searching: in each session, from its start to the last trial that finished in it (for a run
+    without interruption, the last point of the trace); the time between a kill and its --resume does not count."""
+    ends = [r.metrics["end_time"] for r in finished]
+    spans = [max(inside) - start for start, stop in zip(sessions, [*sessions[1:], math.inf])
+             if (inside := [e for e in ends if start <= e < stop])]
+    return round(sum(spans), 2) if spans else None
 
 
 def _trace(finished: list, started: float) -> list[list[float]]:

@@ -15,8 +15,9 @@ The same list of `Param` objects becomes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -272,7 +273,8 @@ def build_pipeline(config: dict[str, Any], task: str, n_features: int, seed: int
     has 144 columns) does not explode into ten thousand products. Regressors learn a standardised target
     (TransformedTargetRegressor) so that C, epsilon and alpha mean the same on cadata's 1e5-sized prices.
     """
-    from sklearn import decomposition, feature_selection as fs, kernel_approximation, preprocessing
+    from sklearn import decomposition, kernel_approximation, preprocessing
+    from sklearn import feature_selection as fs
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
