@@ -259,12 +259,13 @@ def test_training_resumes_after_sigkill_without_losing_or_repeating_iterations(t
     assert max(_logged_iterations(out)) > killed_at           # the killed run got past its checkpoint
 
     stop = killed_at + 3
-    resumed = subprocess.run([*cmd, "--resume", "--stop-iters", str(stop)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run([sys.executable, "-m", "workloads.rl", "--out", str(out), "--resume", "--stop-iters",
+                              str(stop)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["resumed_from_iteration"] == killed_at
     assert summary["iterations"] == stop and summary["config"]["resume"] is True
+    assert summary["config"]["train_batch_size"] == 256 and summary["config"]["opponents"] == "L1"   # saved settings
     rows = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     train, final = rows[:-1], rows[-1]
     assert [r["iteration"] for r in train] == list(range(1, stop + 1))      # none lost, none twice

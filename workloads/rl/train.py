@@ -95,6 +95,11 @@ class RLConfig(WorkloadConfig):
     def ray_options(self) -> dict:
         return {"num_gpus": self.num_gpus or None}
 
+    def checked(self) -> RLConfig:
+        """As for every workload; with --resume, the saved settings of the run with this command's stop criteria."""
+        config = super().checked()
+        return load_saved_config(Path(config.out), config) if config.resume else config
+
 
 def smoke_sizes(cfg: RLConfig) -> dict:
     """SMOKE_SIZES, keeping the batch sizes and epochs that `cfg` sets itself."""
@@ -376,10 +381,7 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
     """Train until a stop criterion, evaluate, checkpoint, plot; returns the summary keys of the run."""
     from tqdm import tqdm
 
-    resumed = {}
-    if cfg.resume:
-        cfg = load_saved_config(run_dir, cfg)
-        resumed = rewind(run_dir)
+    resumed = rewind(run_dir) if cfg.resume else {}      # cfg: the saved settings already (RLConfig.checked)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     logger = Logger(run_dir)
     start_steps = max((r["env_steps"] for r in logger.rows), default=0)
