@@ -161,7 +161,8 @@ def up(num_cpus: int | None = None, port: int = DEFAULT_GCS_PORT, dashboard_port
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if autoscale:
         # Demand beyond the head's CPUs is met by fake worker nodes that the autoscaler adds and removes.
-        cmd += ["--num-cpus=0", f"--autoscaling-config={_autoscaling_config(gcs_address, state_dir() / 'autoscaling.yaml')}"]
+        autoscaling = _autoscaling_config(gcs_address, state_dir() / "autoscaling.yaml")
+        cmd += ["--num-cpus=0", f"--autoscaling-config={autoscaling}"]
         env.update({"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
     else:
         cmd.append(f"--num-cpus={num_cpus or os.cpu_count()}")

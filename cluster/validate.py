@@ -105,8 +105,12 @@ def check_schema(data, schema: dict) -> None:
 def validate_launcher(config: dict) -> None:
     """Ray's own preparation and schema, then the project's rules for cloud clusters."""
     from ray.autoscaler._private.docker import validate_docker_config
-    from ray.autoscaler._private.util import (fill_node_type_min_max_workers, merge_setup_commands,
-                                              prepare_config, validate_config)
+    from ray.autoscaler._private.util import (
+        fill_node_type_min_max_workers,
+        merge_setup_commands,
+        prepare_config,
+        validate_config,
+    )
 
     provider = config.get("provider")
     if not isinstance(provider, dict) or not isinstance(provider.get("type"), str):
@@ -271,7 +275,7 @@ def _model_in(annotation):
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _model_in(typing.get_args(annotation)[0])
-    if origin in (list, typing.List):
+    if origin in (list, list):
         return ("list", typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         found = [_model_in(arg) for arg in typing.get_args(annotation)]

@@ -24,8 +24,9 @@ import sys
 import time
 import traceback
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 C = TypeVar("C", bound="WorkloadConfig")
 
@@ -191,7 +192,7 @@ def run_dir(workload: str, out: str | os.PathLike | None = None) -> Path:
     if out and "://" not in str(out):
         path = Path(out)
     else:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
         path = Path(os.environ.get("DLWILD_RUNS", "runs")) / workload / stamp
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
@@ -228,35 +229,58 @@ def summarise(cfg: WorkloadConfig, started: float, status: str, own: dict[str, A
     """The summary: the common keys first, then the workload's own (`outputs` taken from them if present)."""
     own = dict(own)
     return {"workload": cfg.workload, "config": dataclasses.asdict(cfg),
-            "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds"),
             "wall_s": round(time.time() - started, 3), "status": status, "outputs": own.pop("outputs", {}), **own}
 
 
-def main(config_cls: type[C], run: Callable[[C, Path], dict[str, Any]], argv: list[str] | None = None,
-         prog: str | None = None) -> int:
-    """Parse, make the run folder, join or start Ray, run, write summary.json; the exit code of the contract.
+def _finish(cfg: WorkloadConfig, out: Path, summary: dict[str, Any]) -> None:
+    """summary.json in the run folder, and its copy at `--json PATH` for configs that have that field."""
+    write_summary(out, summary)
+    if getattr(cfg, "json", ""):
+        write_json(cfg.json, summary)
 
-    `run` returns the workload's own summary keys; a `status` other than "ok" among them (e.g. an --as-test
-    criterion missed) makes the exit code 1. UsageError from `run` exits 2, any other exception exits 1; both
-    leave a summary.json whose `status` and `error` say what happened.
+
+def execute(cfg: C, run: Callable[[C, Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """Run a checked config: its run folder, Ray, `run`, then summary.json (and its `--json` copy).
+
+    Returns (run folder, summary). A UsageError or any other exception is recorded in summary.json (`status`
+    usage_error or failed, and `error`) and raised again. `main` is this behind the command line; Python callers
+    that run several configs (e.g. a comparison grid) call it directly.
     """
-    cfg = parse_config(config_cls, argv, prog=prog or f"python -m workloads.{config_cls.workload}")
     started = time.time()
     out = run_dir(cfg.workload, cfg.out or None)
     try:
         ray_options = cfg.ray_options()
         if ray_options is not None:
             init_ray(**ray_options)
-        own = run(cfg, out) or {}
+        own = dict(run(cfg, out) or {})
     except UsageError as exc:
-        write_summary(out, summarise(cfg, started, "usage_error", {"error": str(exc)}))
+        _finish(cfg, out, summarise(cfg, started, "usage_error", {"error": str(exc)}))
+        raise
+    except Exception as exc:
+        _finish(cfg, out, summarise(cfg, started, "failed", {"error": f"{type(exc).__name__}: {exc}"}))
+        raise
+    summary = summarise(cfg, started, own.pop("status", "ok"), own)
+    _finish(cfg, out, summary)
+    return out, summary
+
+
+def main(config_cls: type[C], run: Callable[[C, Path], dict[str, Any]], argv: list[str] | None = None,
+         prog: str | None = None) -> int:
+    """The command line of a workload: parse the flags, `execute`, and exit by the contract's codes.
+
+    `run` returns the workload's own summary keys; a `status` other than "ok" among them (e.g. an --as-test
+    criterion missed) makes the exit code 1. UsageError from `run` exits 2, any other exception exits 1; both
+    leave a summary.json whose `status` and `error` say what happened.
+    """
+    cfg = parse_config(config_cls, argv, prog=prog or f"python -m workloads.{config_cls.workload}")
+    try:
+        out, summary = execute(cfg, run)
+    except UsageError as exc:
         fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - recorded, printed, exit 1
+    except Exception as exc:  # noqa: BLE001 - recorded in summary.json by execute, printed, exit 1
         traceback.print_exc()
-        write_summary(out, summarise(cfg, started, "failed", {"error": f"{type(exc).__name__}: {exc}"}))
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return FAILURE_EXIT
-    status = own.pop("status", "ok")
-    write_summary(out, summarise(cfg, started, status, own))
-    print(f"summary: {out / 'summary.json'} ({status})")
-    return 0 if status == "ok" else FAILURE_EXIT
+    print(f"summary: {out / 'summary.json'} ({summary['status']})")
+    return 0 if summary["status"] == "ok" else FAILURE_EXIT

@@ -15,24 +15,13 @@ scikit-learn estimator), anytime.png, and tune/ with Tune's trial folders and Te
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from workloads import contract
-from workloads.automl.search import AutoMLConfig, copy_summary, run
+from workloads.automl.search import AutoMLConfig, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    runs: list[tuple[AutoMLConfig, Path]] = []
-
-    def run_and_remember(cfg: AutoMLConfig, out: Path) -> dict:
-        runs.append((cfg, out))
-        return run(cfg, out)
-
-    try:
-        return contract.main(AutoMLConfig, run_and_remember, argv, prog="python -m workloads.automl")
-    finally:  # the --json copy of the summary.json that contract.main wrote, whatever the outcome
-        for cfg, out in runs:
-            copy_summary(cfg, out)
+    return contract.main(AutoMLConfig, run, argv, prog="python -m workloads.automl")
 
 
 if __name__ == "__main__":

@@ -20,18 +20,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from workloads import contract
 from workloads.automl import data as automl_data
 from workloads.automl import ensemble, portfolio, space
-from workloads.contract import (
-    UsageError,
-    WorkloadConfig,
-    config_from_dict,
-    field,
-    run_dir,
-    summarise,
-    write_json,
-    write_summary,
-)
+from workloads.contract import UsageError, WorkloadConfig, config_from_dict, field, write_json
 
 SEARCHERS = ("random", "bayes", "evolution")
 METRIC = "cv_score"
@@ -256,24 +248,10 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
 
 
 def search(cfg: AutoMLConfig) -> dict[str, Any]:
-    """One search from Python, as `python -m workloads.automl` runs it once Ray is up (`workloads.automl.compare`
-    runs its grid with this): the config checked, its run folder, summary.json with the common keys and its
-    --json copy. Returns the summary; raises UsageError for bad input."""
-    cfg = cfg.checked()
-    started = time.time()
-    out = run_dir(cfg.workload, cfg.out or None)
-    own = run(cfg, out)
-    summary = summarise(cfg, started, own.pop("status", "ok"), own)
-    write_summary(out, summary)
-    copy_summary(cfg, out)
-    return summary
-
-
-def copy_summary(cfg: AutoMLConfig, out: Path) -> None:
-    """--json: the same summary as <out>/summary.json, at a path of the user's choice."""
-    summary = out / "summary.json"
-    if cfg.json and summary.is_file():
-        write_json(cfg.json, json.loads(summary.read_text()))
+    """One search from Python, as `python -m workloads.automl` runs it (`workloads.automl.compare` runs its grid
+    with this): the config checked, its run folder, summary.json and its --json copy. Returns the summary;
+    raises UsageError for bad input."""
+    return contract.execute(cfg.checked(), run)[1]
 
 
 def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list[dict], out: Path):

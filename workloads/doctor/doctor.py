@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from workloads import contract
-from workloads.contract import WorkloadConfig, field, write_json
+from workloads.contract import WorkloadConfig, field
 
 PACKAGES = ("ray", "torch", "numpy", "scikit-learn", "pyarrow", "optuna", "gymnasium", "pettingzoo",
             "opencv-python-headless")
@@ -139,8 +139,6 @@ def run(cfg: DoctorConfig, out: Path) -> dict:
     for problem in result["problems"]:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{'healthy' if result['healthy'] else 'UNHEALTHY'}: {len(result['nodes'])} node(s); report in {out}")
-    if cfg.json:
-        write_json(cfg.json, result)
     return {**result, "status": "ok" if result["healthy"] else "unhealthy",
             "outputs": {"table": str(out / "nodes.txt"), **({"json": cfg.json} if cfg.json else {})}}
 
