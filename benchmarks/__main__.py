@@ -1,7 +1,7 @@
 """`make bench`: run every `benchmarks/bench_*.py` in turn (each prints its own figures), or the ones named.
 
-    python -m benchmarks                 # all
-    python -m benchmarks bizsim pages    # bench_bizsim.py and bench_pages.py
+python -m benchmarks                 # all
+python -m benchmarks bizsim pages    # bench_bizsim.py and bench_pages.py
 """
 
 import subprocess

@@ -24,11 +24,15 @@ def main() -> None:
     finally:
         head.down()
     for i, r in enumerate(rounds):
-        print(f"round {i}: first worker {r['first_worker_s']:.1f} s after demand, peak {r['peak_workers']} workers, "
-              f"work done at {r['work_done_s']:.1f} s, back to head {r['scale_down_s']:.1f} s after the work")
-    print(f"median scale-up {statistics.median(r['first_worker_s'] for r in rounds):.1f} s, "
-          f"median scale-down {statistics.median(r['scale_down_s'] for r in rounds):.1f} s "
-          f"(idle_timeout_minutes=0.1 in cluster/local/autoscaling.yaml)")
+        print(
+            f"round {i}: first worker {r['first_worker_s']:.1f} s after demand, peak {r['peak_workers']} workers, "
+            f"work done at {r['work_done_s']:.1f} s, back to head {r['scale_down_s']:.1f} s after the work"
+        )
+    print(
+        f"median scale-up {statistics.median(r['first_worker_s'] for r in rounds):.1f} s, "
+        f"median scale-down {statistics.median(r['scale_down_s'] for r in rounds):.1f} s "
+        f"(idle_timeout_minutes=0.1 in cluster/local/autoscaling.yaml)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def bench(complexity: int, firms: int, seconds: float, seed: int = 0) -> dict:
     while time.perf_counter() - start < seconds:
         agents = env.agents
         masks = np.stack([obs[a]["action_mask"] for a in agents])
-        choice = (rng.random(masks.shape) * masks).argmax(1)       # uniform over each firm's valid actions
+        choice = (rng.random(masks.shape) * masks).argmax(1)  # uniform over each firm's valid actions
         actions = dict(zip(agents, choice.tolist()))
         t0, c0 = time.perf_counter(), time.process_time()
         obs, _, _, _, _ = env.step(actions)
@@ -39,10 +39,18 @@ def bench(complexity: int, firms: int, seconds: float, seed: int = 0) -> dict:
             episodes += 1
             obs, _ = env.reset(seed=seed + episodes)
     total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"complexity": complexity, "firms": firms, "steps": steps, "episodes": episodes,
-            "loop_steps_per_s": steps / total, "env_steps_per_s": steps / in_step,
-            "loop_steps_per_cpu_s": steps / total_cpu, "env_steps_per_cpu_s": steps / in_step_cpu,
-            "n_actions": env.n_actions, "obs_size": env.obs_size}
+    return {
+        "complexity": complexity,
+        "firms": firms,
+        "steps": steps,
+        "episodes": episodes,
+        "loop_steps_per_s": steps / total,
+        "env_steps_per_s": steps / in_step,
+        "loop_steps_per_cpu_s": steps / total_cpu,
+        "env_steps_per_cpu_s": steps / in_step_cpu,
+        "n_actions": env.n_actions,
+        "obs_size": env.obs_size,
+    }
 
 
 def main():
@@ -56,8 +64,10 @@ def main():
     print("|---|---|---|---|---|---|")
     for c in args.complexity:
         r = bench(c, args.firms, args.seconds)
-        print(f"| {c} | {r['firms']} | {r['n_actions']} | {r['obs_size']} | {r['loop_steps_per_s']:,.0f} / "
-              f"{r['loop_steps_per_cpu_s']:,.0f} | {r['env_steps_per_s']:,.0f} / {r['env_steps_per_cpu_s']:,.0f} |")
+        print(
+            f"| {c} | {r['firms']} | {r['n_actions']} | {r['obs_size']} | {r['loop_steps_per_s']:,.0f} / "
+            f"{r['loop_steps_per_cpu_s']:,.0f} | {r['env_steps_per_s']:,.0f} / {r['env_steps_per_cpu_s']:,.0f} |"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
 
 

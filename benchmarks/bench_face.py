@@ -29,15 +29,19 @@ def _payload(frames: int):
     seq = data.sequence(rng, face, None, frames=frames)
     id_photo = data.camera(rng, data.medium(rng, data.scene(rng, face), "print_laser"), data.camera_settings(rng))
     enc = lambda img: cv2.imencode(".jpg", img[..., ::-1])[1].tobytes()  # noqa: E731
-    return [("selfie", (f"{i}.jpg", enc(f), "image/jpeg")) for i, f in enumerate(seq)] + \
-        [("id_photo", ("id.jpg", enc(id_photo), "image/jpeg"))]
+    return [("selfie", (f"{i}.jpg", enc(f), "image/jpeg")) for i, f in enumerate(seq)] + [
+        ("id_photo", ("id.jpg", enc(id_photo), "image/jpeg"))
+    ]
 
 
 def _stats(lat: list[float], wall: float) -> dict:
     lat = sorted(lat)
-    return dict(requests=len(lat), p50_ms=round(1000 * statistics.median(lat), 1),
-                p99_ms=round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
-                throughput_rps=round(len(lat) / wall, 2))
+    return dict(
+        requests=len(lat),
+        p50_ms=round(1000 * statistics.median(lat), 1),
+        p99_ms=round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
+        throughput_rps=round(len(lat) / wall, 2),
+    )
 
 
 def http_load(url: str, files, requests: int, clients: int) -> dict:
@@ -76,9 +80,12 @@ def in_process(files, requests: int) -> dict:
         models.predict_orientation(m.nets["orientation"], gray(id_photo))
         frames = [capture(models.upright(f, deg), 128) for f in frames]
         q = quality.measures(frames[0])
-        probs = dict(quality=m.spoof("quality", [q]), patch_low=m.spoof("patch_low", frames[:1]),
-                     patch_high=m.spoof("patch_high", frames[:1]),
-                     motion=m.spoof("motion", [motion.features(frames)]) if len(frames) > 1 else np.array([0.5]))
+        probs = dict(
+            quality=m.spoof("quality", [q]),
+            patch_low=m.spoof("patch_low", frames[:1]),
+            patch_high=m.spoof("patch_high", frames[:1]),
+            motion=m.spoof("motion", [motion.features(frames)]) if len(frames) > 1 else np.array([0.5]),
+        )
         m.fuse(probs)
         models.match_score(m.nets["embed"], gray(id_photo), gray(frames[0]))
 
@@ -112,8 +119,14 @@ def main() -> None:
     results = dict(trained_model=train.load().trained, device="cpu")
     for frames in (1, 6):
         results[f"in_process_{frames}_frames"] = in_process(_payload(frames), args.requests)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-face-"), log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-face-"),
+        log_to_driver=False,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -127,7 +140,8 @@ def main() -> None:
     ray.shutdown()
     for frames in (1, 6):
         results[f"serve_over_in_process_p50_{frames}_frames"] = round(
-            results[f"serve_{frames}_frames_1_clients"]["p50_ms"] / results[f"in_process_{frames}_frames"]["p50_ms"], 2)
+            results[f"serve_{frames}_frames_1_clients"]["p50_ms"] / results[f"in_process_{frames}_frames"]["p50_ms"], 2
+        )
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, "w") as f:

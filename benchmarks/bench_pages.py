@@ -126,11 +126,15 @@ def imbalance(counts: Counter) -> dict:
     total = sum(counts.values())
     ranked = counts.most_common()
     noteheads = sum(v for k, v in counts.items() if k.startswith("notehead"))
-    return dict(boxes=total, classes=len(counts), top1=[ranked[0][0], round(ranked[0][1] / total, 3)],
-                top10_share=round(sum(v for _, v in ranked[:10]) / total, 3),
-                notehead_share=round(noteheads / total, 3),
-                classes_under_0_1_percent=sum(v < total / 1000 for v in counts.values()),
-                rarest=[[k, v] for k, v in ranked[-5:]])
+    return dict(
+        boxes=total,
+        classes=len(counts),
+        top1=[ranked[0][0], round(ranked[0][1] / total, 3)],
+        top10_share=round(sum(v for _, v in ranked[:10]) / total, 3),
+        notehead_share=round(noteheads / total, 3),
+        classes_under_0_1_percent=sum(v < total / 1000 for v in counts.values()),
+        rarest=[[k, v] for k, v in ranked[-5:]],
+    )
 
 
 def classes_seen(cfg: BenchConfig) -> dict:
@@ -141,8 +145,7 @@ def classes_seen(cfg: BenchConfig) -> dict:
     from workloads.pages.synthesis import page_dataset
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    bank_rows = sorted(page_dataset("music", 40, seed=777, rare="compose").iter_rows(),
-                       key=lambda r: r["page_index"])
+    bank_rows = sorted(page_dataset("music", 40, seed=777, rare="compose").iter_rows(), key=lambda r: r["page_index"])
     bank = PatchBank.from_rows(bank_rows, per_class=8, seed=0)
     n = cfg.patch_batch * cfg.patch_max_batches
     result = dict(target_classes=len(bank.classes), batch_pages=cfg.patch_batch)
@@ -150,8 +153,10 @@ def classes_seen(cfg: BenchConfig) -> dict:
         ds = page_dataset("music", n, seed=3)
         if k:
             ds = ds.map_batches(MarginPatches(bank, k=k, seed=0), batch_format="pyarrow", batch_size=4)
-        batches = (b["labels"] for b in ds.select_columns(["labels"]).iter_batches(
-            batch_size=cfg.patch_batch, batch_format="numpy"))
+        batches = (
+            b["labels"]
+            for b in ds.select_columns(["labels"]).iter_batches(batch_size=cfg.patch_batch, batch_format="numpy")
+        )
         seen = batches_until_all_seen(batches, bank.classes, max_batches=cfg.patch_max_batches)
         result[name] = seen if seen is not None else f">{cfg.patch_max_batches}"
     return result
@@ -174,17 +179,27 @@ def main(argv=None) -> None:
             rates[workers].append(ray_rate("music", cfg.ray_pages, workers, 1.0, cfg.ray_shard))
         rates["loop"].append(loop_rate("music", cfg.ray_pages // 4, 1.0)[0])
     (one, eff1), (two, eff2), loop = max(rates[1]), max(rates[2]), max(rates["loop"])
-    fig.update(ray_music_degraded_1_worker_pages_per_s=round(one, 2),
-               ray_music_degraded_2_workers_pages_per_s=round(two, 2),
-               speedup_2_vs_1_workers=round(two / one, 2), loop_same_run_pages_per_s=round(loop, 2),
-               ray_2_workers_vs_loop=round(two / loop, 2), ray_1_worker_vs_loop=round(one / loop, 2),
-               task_cpu_per_wall_1_worker=round(eff1, 2), task_cpu_per_wall_2_workers=round(eff2, 2))
+    fig.update(
+        ray_music_degraded_1_worker_pages_per_s=round(one, 2),
+        ray_music_degraded_2_workers_pages_per_s=round(two, 2),
+        speedup_2_vs_1_workers=round(two / one, 2),
+        loop_same_run_pages_per_s=round(loop, 2),
+        ray_2_workers_vs_loop=round(two / loop, 2),
+        ray_1_worker_vs_loop=round(one / loop, 2),
+        task_cpu_per_wall_1_worker=round(eff1, 2),
+        task_cpu_per_wall_2_workers=round(eff2, 2),
+    )
     print(json.dumps(fig), flush=True)
     small, _ = peak_rss(cfg.rss_kind, cfg.rss_small)
     large, counts = peak_rss(cfg.rss_kind, cfg.rss_large)
-    fig.update(rss_kind=cfg.rss_kind, peak_rss_mb_small=round(small), peak_rss_mb_large=round(large),
-               rss_pages=[cfg.rss_small, cfg.rss_large], rss_ratio_large_vs_small=round(large / small, 3),
-               class_imbalance_of_large_run=imbalance(counts))
+    fig.update(
+        rss_kind=cfg.rss_kind,
+        peak_rss_mb_small=round(small),
+        peak_rss_mb_large=round(large),
+        rss_pages=[cfg.rss_small, cfg.rss_large],
+        rss_ratio_large_vs_small=round(large / small, 3),
+        class_imbalance_of_large_run=imbalance(counts),
+    )
     print(json.dumps(fig), flush=True)
     fig["batches_until_all_classes_seen"] = classes_seen(cfg)
     fig["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)

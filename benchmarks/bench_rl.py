@@ -21,14 +21,20 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 VARIANTS = {
     # RLlib's own defaults for this multi-agent setup: 2 remote runners, 1 env each, 30 epochs of 128-minibatches.
-    "ppo_rllib_defaults": dict(algo="ppo", num_env_runners=2, num_envs_per_env_runner=1, train_batch_size=4000,
-                               minibatch_size=128, num_epochs=30),
-    "ppo_tuned": dict(algo="ppo"),                                       # workloads.rl defaults
+    "ppo_rllib_defaults": dict(
+        algo="ppo",
+        num_env_runners=2,
+        num_envs_per_env_runner=1,
+        train_batch_size=4000,
+        minibatch_size=128,
+        num_epochs=30,
+    ),
+    "ppo_tuned": dict(algo="ppo"),  # workloads.rl defaults
     "ppo_tuned_separate_vf_2_threads": dict(algo="ppo", vf_share_layers=False, torch_threads=2),
     "ppo_tuned_2_runners": dict(algo="ppo", num_env_runners=2, num_envs_per_env_runner=8),
     "ppo_tuned_4_envs": dict(algo="ppo", num_envs_per_env_runner=4),
     "dqn_tuned": dict(algo="dqn"),
-    "dqn_replay_ratio_4": dict(algo="dqn", rollout_fragment_length=64),   # 4x more sampling per update
+    "dqn_replay_ratio_4": dict(algo="dqn", rollout_fragment_length=64),  # 4x more sampling per update
 }
 
 
@@ -56,7 +62,7 @@ def measure(name: str, overrides: dict, seconds: float) -> dict:
     torch.set_num_threads(cfg.torch_threads)
     algo = build_algo_config(cfg, Path(tempfile.mkdtemp(prefix="bench-rl-"))).build_algo()
     try:
-        result = algo.train()                                              # warm-up (and DQN's first samples)
+        result = algo.train()  # warm-up (and DQN's first samples)
         steps0 = result["env_runners"]["num_env_steps_sampled_lifetime"]
         start, iters = time.perf_counter(), 0
         while time.perf_counter() - start < seconds or iters < 2:
@@ -66,8 +72,14 @@ def measure(name: str, overrides: dict, seconds: float) -> dict:
         steps = result["env_runners"]["num_env_steps_sampled_lifetime"] - steps0
     finally:
         algo.stop()
-    return {"variant": name, "env_steps_per_s": round(steps / wall, 1), "iterations": iters,
-            "env_steps": int(steps), "wall_s": round(wall, 1), "config": overrides}
+    return {
+        "variant": name,
+        "env_steps_per_s": round(steps / wall, 1),
+        "iterations": iters,
+        "env_steps": int(steps),
+        "wall_s": round(wall, 1),
+        "config": overrides,
+    }
 
 
 def main(argv=None):
@@ -85,13 +97,18 @@ def main(argv=None):
 
     init_ray(num_cpus=2, log_to_driver=False)
     rows = [{"variant": "raw_env", "env_steps_per_s": round(raw_env(min(10.0, args.seconds)), 1)}]
-    print(f"{'raw_env':24s} {rows[0]['env_steps_per_s']:9.1f} env-steps/s (adapter + L1-L3 seats, random learner)",
-          flush=True)
+    print(
+        f"{'raw_env':24s} {rows[0]['env_steps_per_s']:9.1f} env-steps/s (adapter + L1-L3 seats, random learner)",
+        flush=True,
+    )
     for name in names:
         row = measure(name, VARIANTS[name], args.seconds)
         rows.append(row)
-        print(f"{name:24s} {row['env_steps_per_s']:9.1f} env-steps/s  ({row['iterations']} iterations, "
-              f"{row['wall_s']} s)", flush=True)
+        print(
+            f"{name:24s} {row['env_steps_per_s']:9.1f} env-steps/s  ({row['iterations']} iterations, "
+            f"{row['wall_s']} s)",
+            flush=True,
+        )
     base = {r["variant"]: r["env_steps_per_s"] for r in rows}
     if "ppo_rllib_defaults" in base and "ppo_tuned" in base:
         print(f"ppo_tuned / ppo_rllib_defaults = {base['ppo_tuned'] / base['ppo_rllib_defaults']:.2f}x")

@@ -47,7 +47,7 @@ def payload(side: int = 128) -> bytes:
     from workloads.pages.synthesis import render_page
 
     img = cv2.imdecode(np.frombuffer(render_page("music", 0, 0)["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
-    return cv2.imencode(".png", img[300:300 + side, 200:200 + side])[1].tobytes()
+    return cv2.imencode(".png", img[300 : 300 + side, 200 : 200 + side])[1].tobytes()
 
 
 async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict:
@@ -80,9 +80,16 @@ async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict:
     ok = sorted(lat.get(200, []))
     total = sum(len(v) for v in lat.values())
     pct = lambda q: round(1000 * ok[min(len(ok) - 1, int(q * len(ok)))], 1) if ok else None  # noqa: E731
-    return dict(clients=clients, ok=len(ok), requests=total, rps=round(len(ok) / wall, 1), p50_ms=pct(0.5),
-                p99_ms=pct(0.99), share_503=round(len(lat.get(503, [])) / total, 3) if total else None,
-                other_errors=total - len(ok) - len(lat.get(503, [])))
+    return dict(
+        clients=clients,
+        ok=len(ok),
+        requests=total,
+        rps=round(len(ok) / wall, 1),
+        p50_ms=pct(0.5),
+        p99_ms=pct(0.99),
+        share_503=round(len(lat.get(503, [])) / total, 3) if total else None,
+        other_errors=total - len(ok) - len(lat.get(503, [])),
+    )
 
 
 def measure(url: str, body: bytes, clients: list[int], seconds: float) -> list[dict]:
@@ -139,9 +146,25 @@ def plain_app():
 
 def run_plain(body: bytes, clients: list[int], seconds: float) -> list[dict]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "benchmarks.bench_serve:plain_app",
-                             "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                             "--log-level", "warning"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "benchmarks.bench_serve:plain_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ]
+    )
     try:
         _wait(f"http://127.0.0.1:{port}/omr/health")
         return measure(f"http://127.0.0.1:{port}/omr/detect", body, clients, seconds)
@@ -159,8 +182,14 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
     from serving.omr.app import build_app
 
     os.environ.update(VARIANTS[variant])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-serve-"), log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-serve-"),
+        log_to_driver=False,
+    )
     port = 8000 if variant in ("direct", "haproxy") else _free_port()
     logging = {"enable_access_log": variant != "quiet"}
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=logging)
@@ -168,10 +197,15 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
     base = f"http://127.0.0.1:{port}"
     out = dict(variant=variant, env=VARIANTS[variant], access_log=logging["enable_access_log"])
     common = {"num_replicas": 1, "num_cpus": 1, "threads": 1}
-    for name, args in (("batched", dict(common, max_batch_size=16, batch_wait_timeout_s=0.004,
-                                        max_ongoing_requests=64, max_queued_requests=256)),
-                       ("unbatched", dict(common, max_batch_size=1, max_ongoing_requests=64,
-                                          max_queued_requests=256))):
+    for name, args in (
+        (
+            "batched",
+            dict(
+                common, max_batch_size=16, batch_wait_timeout_s=0.004, max_ongoing_requests=64, max_queued_requests=256
+            ),
+        ),
+        ("unbatched", dict(common, max_batch_size=1, max_ongoing_requests=64, max_queued_requests=256)),
+    ):
         serve.run(build_app(args), name="omr", route_prefix="/omr", logging_config=logging)
         _wait(f"{base}/omr/health")
         out[name] = measure(f"{base}/omr/detect", body, clients, seconds)
@@ -184,8 +218,12 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
                 lat.append(time.perf_counter() - t0)
             out["handle_metadata_p50_ms"] = round(1000 * statistics.median(lat), 2)
         serve.delete("omr")
-    serve.run(build_app(dict(common, max_batch_size=8, max_ongoing_requests=8, max_queued_requests=8)), name="omr",
-              route_prefix="/omr", logging_config=logging)
+    serve.run(
+        build_app(dict(common, max_batch_size=8, max_ongoing_requests=8, max_queued_requests=8)),
+        name="omr",
+        route_prefix="/omr",
+        logging_config=logging,
+    )
     _wait(f"{base}/omr/health")
     out["overload"] = measure(f"{base}/omr/detect", body, [overload_clients], seconds)[0]
     serve.shutdown()
@@ -212,9 +250,24 @@ def main() -> None:
             raise SystemExit(2)
     results = {"plain_uvicorn": run_plain(payload(), clients, args.seconds), "serve": []}
     for v in args.variants.split(","):
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_serve", "--child", v, "--clients", args.clients,
-                               "--seconds", str(args.seconds), "--overload-clients", str(args.overload_clients)],
-                              capture_output=True, text=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_serve",
+                "--child",
+                v,
+                "--clients",
+                args.clients,
+                "--seconds",
+                str(args.seconds),
+                "--overload-clients",
+                str(args.overload_clients),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        )
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if not line:
             print(f"variant {v} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -227,20 +280,27 @@ def main() -> None:
     for s in results["serve"]:
         for kind in ("batched", "unbatched"):
             for r in s[kind]:
-                print(f"{'serve ' + s['variant'] + ' ' + kind:28s} {r['clients']:7d} {r['rps']:8.1f} "
-                      f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f}")
+                print(
+                    f"{'serve ' + s['variant'] + ' ' + kind:28s} {r['clients']:7d} {r['rps']:8.1f} "
+                    f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
+                )
         b = {r["clients"]: r for r in s["batched"]}
         u = {r["clients"]: r for r in s["unbatched"]}
         top = max(clients)
         o = s["overload"]
-        print(f"[{s['variant']}] batching at {top} clients: {b[top]['rps'] / u[top]['rps']:.2f}x throughput, "
-              f"p99 {b[top]['p99_ms']} vs {u[top]['p99_ms']} ms; unbatched p50 at 1 client "
-              f"{u[1]['p50_ms'] - plain[1]['p50_ms']:+.1f} ms vs plain uvicorn"
-              if 1 in u and 1 in plain else "")
-        print(f"[{s['variant']}] vs plain uvicorn at {top} clients: batched {b[top]['rps'] / plain[top]['rps']:.2f}x, "
-              f"unbatched {u[top]['rps'] / plain[top]['rps']:.2f}x; overload {o['clients']} clients: "
-              f"{100 * o['share_503']:.0f}% 503, admitted p99 {o['p99_ms']} ms, {o['rps']} req/s; "
-              f"handle call p50 {s['handle_metadata_p50_ms']} ms")
+        print(
+            f"[{s['variant']}] batching at {top} clients: {b[top]['rps'] / u[top]['rps']:.2f}x throughput, "
+            f"p99 {b[top]['p99_ms']} vs {u[top]['p99_ms']} ms; unbatched p50 at 1 client "
+            f"{u[1]['p50_ms'] - plain[1]['p50_ms']:+.1f} ms vs plain uvicorn"
+            if 1 in u and 1 in plain
+            else ""
+        )
+        print(
+            f"[{s['variant']}] vs plain uvicorn at {top} clients: batched {b[top]['rps'] / plain[top]['rps']:.2f}x, "
+            f"unbatched {u[top]['rps'] / plain[top]['rps']:.2f}x; overload {o['clients']} clients: "
+            f"{100 * o['share_503']:.0f}% 503, admitted p99 {o['p99_ms']} ms, {o['rps']} req/s; "
+            f"handle call p50 {s['handle_metadata_p50_ms']} ms"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

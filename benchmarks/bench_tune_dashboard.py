@@ -43,11 +43,20 @@ def make_experiment(storage: Path, trials: int) -> float:
     start = time.perf_counter()
     tune.Tuner(
         trivial,
-        param_space={"x": tune.uniform(0, 1), "C": tune.loguniform(1e-3, 1e3), "depth": tune.randint(1, 12),
-                     "model": tune.choice(["svm", "forest", "boosting"])},
-        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=trials, reuse_actors=True,
-                                    max_concurrent_trials=2,
-                                    search_alg=tune.search.BasicVariantGenerator(random_state=0)),
+        param_space={
+            "x": tune.uniform(0, 1),
+            "C": tune.loguniform(1e-3, 1e3),
+            "depth": tune.randint(1, 12),
+            "model": tune.choice(["svm", "forest", "boosting"]),
+        },
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="max",
+            num_samples=trials,
+            reuse_actors=True,
+            max_concurrent_trials=2,
+            search_alg=tune.search.BasicVariantGenerator(random_state=0),
+        ),
         run_config=tune.RunConfig(storage_path=str(storage), name=NAME, verbose=0),
     ).fit()
     return time.perf_counter() - start
@@ -74,13 +83,24 @@ def browser_times(urls: list[str], trials: int) -> list[float] | str:
         return "chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)"
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='dlwild-chromium-')}"]:
+    for flag in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='dlwild-chromium-')}",
+    ]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    ready = (f"return document.querySelectorAll('#trials tbody tr').length === {trials} && "
-             "document.querySelector('#anytime path.series') ? performance.now() : null")
+    ready = (
+        f"return document.querySelectorAll('#trials tbody tr').length === {trials} && "
+        "document.querySelector('#anytime path.series') ? performance.now() : null"
+    )
     times = []
     try:
         for url in urls:
@@ -110,11 +130,14 @@ def main() -> None:
     import ray
     from ray import serve
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
-             log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, log_to_driver=False
+    )
     spent = make_experiment(storage, args.trials)
-    print(f"experiment: {args.trials} trials in {storage / NAME}"
-          + (f" (made now by a real Tune search in {spent:.0f} s)" if spent else " (reused)"))
+    print(
+        f"experiment: {args.trials} trials in {storage / NAME}"
+        + (f" (made now by a real Tune search in {spent:.0f} s)" if spent else " (reused)")
+    )
     size = sum(f.stat().st_size for f in (storage / NAME).rglob("*") if f.is_file())
     print(f"  {size / 2**20:.1f} MiB on disk")
 
@@ -137,8 +160,10 @@ def main() -> None:
         with httpx.Client(timeout=60) as client:
             api = timed(lambda: client.get(f"{base}/api/experiments/{NAME}").raise_for_status(), repeat=10)
             body = client.get(f"{base}/api/experiments/{NAME}").content
-        print(f"API through Serve, /api/experiments/{NAME}: median {statistics.median(api) * 1000:.0f} ms, "
-              f"first (cold cache) {api[0] * 1000:.0f} ms, {len(body) / 1024:.0f} KiB of JSON")
+        print(
+            f"API through Serve, /api/experiments/{NAME}: median {statistics.median(api) * 1000:.0f} ms, "
+            f"first (cold cache) {api[0] * 1000:.0f} ms, {len(body) / 1024:.0f} KiB of JSON"
+        )
         # A second, fresh app, so that the first page load finds a cold cache.
         serve.run(build_app({"storage": str(storage)}), name="tune-page", route_prefix="/tune-page")
         # Load 0: a fresh browser (its own first-navigation start) on the warm app; load 1: the fresh app's
@@ -147,10 +172,12 @@ def main() -> None:
         if isinstance(page, str):
             print(f"page in Chromium: not measured ({page})")
         else:
-            print(f"page in Chromium, navigation start to {args.trials} table rows + anytime plot drawn: "
-                  f"fresh browser {page[0]:.2f} s, cold dashboard cache {page[1]:.2f} s, "
-                  f"median of {len(page) - 2} more loads {statistics.median(page[2:]):.2f} s "
-                  f"(target < 1 s: {'met' if max(page[1:]) < 1 else 'NOT met'})")
+            print(
+                f"page in Chromium, navigation start to {args.trials} table rows + anytime plot drawn: "
+                f"fresh browser {page[0]:.2f} s, cold dashboard cache {page[1]:.2f} s, "
+                f"median of {len(page) - 2} more loads {statistics.median(page[2:]):.2f} s "
+                f"(target < 1 s: {'met' if max(page[1:]) < 1 else 'NOT met'})"
+            )
     finally:
         serve.shutdown()
         ray.shutdown()

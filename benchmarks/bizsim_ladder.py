@@ -24,8 +24,10 @@ def main():
     start = time.perf_counter()
     rows = ladder(episodes=args.episodes, seed=args.seed, complexity=args.complexity)
     print(ladder_table(rows))
-    print(f"\ncomplexity {args.complexity}, {args.episodes} episodes per pair, {time.perf_counter() - start:.0f} s; "
-          f"ladder {'holds' if all(r['wilson_lower'] > 0.5 for r in rows) else 'BROKEN'}")
+    print(
+        f"\ncomplexity {args.complexity}, {args.episodes} episodes per pair, {time.perf_counter() - start:.0f} s; "
+        f"ladder {'holds' if all(r['wilson_lower'] > 0.5 for r in rows) else 'BROKEN'}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from cluster import head
 
     try:
-        state, started = head.up(num_cpus=args.num_cpus, port=args.port, dashboard_port=args.dashboard_port,
-                                 autoscale=args.autoscale)
+        state, started = head.up(
+            num_cpus=args.num_cpus, port=args.port, dashboard_port=args.dashboard_port, autoscale=args.autoscale
+        )
     except RuntimeError as exc:
         _fail(str(exc))
     if not started:
@@ -74,8 +75,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"dashboard:  {info['dashboard_url']}   (GCS {info['gcs_address']}, pid {info['pid']})")
     print(f"token file: {info['token_file']}")
     resources = info.get("resources") or {}
-    shown = ", ".join(f"{k} {v:g}" if k in ("CPU", "GPU") else f"{k} {v / 2**30:.1f} GiB"
-                      for k, v in sorted(resources.items()))
+    shown = ", ".join(
+        f"{k} {v:g}" if k in ("CPU", "GPU") else f"{k} {v / 2**30:.1f} GiB" for k, v in sorted(resources.items())
+    )
     print(f"nodes:      {info.get('nodes', '?')}   resources: {shown or info.get('resources_error', '-')}")
     jobs = info.get("jobs", [])
     print(f"jobs:       {len(jobs)}" + ("" if jobs else "  (none yet)"))
@@ -92,8 +94,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _fail(str(exc))
     except (ConnectionError, RuntimeError) as exc:
-        _fail(f"cannot reach the cluster at {args.address or jobs.default_address()}: {str(exc).splitlines()[0]}"
-              " (start one with `python -m cluster up`)")
+        _fail(
+            f"cannot reach the cluster at {args.address or jobs.default_address()}: {str(exc).splitlines()[0]}"
+            " (start one with `python -m cluster up`)"
+        )
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -103,15 +107,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m cluster", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="python -m cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("up", help="start the embedded head node on 127.0.0.1")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for work (default: all of this machine)")
     p.add_argument("--port", type=int, default=6379, help="GCS port")
     p.add_argument("--dashboard-port", type=int, default=8265)
-    p.add_argument("--autoscale", action="store_true",
-                   help="head with 0 CPUs and fake worker nodes added and removed by the autoscaler")
+    p.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="head with 0 CPUs and fake worker nodes added and removed by the autoscaler",
+    )
     p.set_defaults(func=_cmd_up)
     p = sub.add_parser("down", help="stop what `up` started (by PID)")
     p.set_defaults(func=_cmd_down)

@@ -47,12 +47,17 @@ def worker_nodes(dashboard_url: str) -> int:
     return sum(1 for n in alive if not n.get("raylet", {}).get("isHeadNode", False))
 
 
-def exercise(state: head.HeadState, task_seconds: float = 8.0, cpu_tasks: int = 4,
-             scale_down_timeout_s: float = 120.0) -> dict:
+def exercise(
+    state: head.HeadState, task_seconds: float = 8.0, cpu_tasks: int = 4, scale_down_timeout_s: float = 120.0
+) -> dict:
     """Run the demand and return timings: first worker added, peak workers, work done, back to the head."""
     start = time.monotonic()
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, state.gcs_address, str(task_seconds), str(cpu_tasks)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, state.gcs_address, str(task_seconds), str(cpu_tasks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first_up = None
     peak = 0
     while driver.poll() is None:
@@ -75,8 +80,13 @@ def exercise(state: head.HeadState, task_seconds: float = 8.0, cpu_tasks: int = 
             back_to_head = time.monotonic() - start - work_done
             break
         time.sleep(0.5)
-    return {"first_worker_s": first_up, "peak_workers": peak, "work_done_s": work_done,
-            "scale_down_s": back_to_head, **placement}
+    return {
+        "first_worker_s": first_up,
+        "peak_workers": peak,
+        "work_done_s": work_done,
+        "scale_down_s": back_to_head,
+        **placement,
+    }
 
 
 if __name__ == "__main__":

@@ -42,8 +42,15 @@ def run_jobs(dashboard_url: str, workloads: list[str], timeout_s: float) -> list
         logs = client.get_job_logs(submission_id)
         tail = logs.strip().splitlines()[-3:]
         print(f"[demo] {name}: {status} in {time.monotonic() - start:.0f} s", flush=True)
-        results.append({"workload": name, "submission_id": submission_id, "status": str(status),
-                        "seconds": round(time.monotonic() - start, 1), "log_tail": tail})
+        results.append(
+            {
+                "workload": name,
+                "submission_id": submission_id,
+                "status": str(status),
+                "seconds": round(time.monotonic() - start, 1),
+                "log_tail": tail,
+            }
+        )
     return results
 
 
@@ -89,22 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started and not args.keep:
             head.down()
-    summary = {"dashboard_url": state.dashboard_url, "jobs": job_results, "serve": serve_results,
-               "results_folder": os.environ["DLWILD_RUNS"], "seconds": round(time.monotonic() - start, 1)}
+    summary = {
+        "dashboard_url": state.dashboard_url,
+        "jobs": job_results,
+        "serve": serve_results,
+        "results_folder": os.environ["DLWILD_RUNS"],
+        "seconds": round(time.monotonic() - start, 1),
+    }
     Path(os.environ["DLWILD_RUNS"]).mkdir(parents=True, exist_ok=True)
     (Path(os.environ["DLWILD_RUNS"]) / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     print("\n== dlwild demo summary ==")
     http = (yaml.safe_load(SERVE_CONFIG.read_text()) or {}).get("http_options", {})
     stopped = "" if args.keep or not started else " (stopped now; `python -m cluster.demo --keep` leaves them up)"
     print(f"Ray dashboard:  {state.dashboard_url}{stopped}")
-    print(f"Tune dashboard: http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/tune   "
-          "(TensorBoard: python -m cluster tensorboard -> http://127.0.0.1:6006)")
+    print(
+        f"Tune dashboard: http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}/tune   "
+        "(TensorBoard: python -m cluster tensorboard -> http://127.0.0.1:6006)"
+    )
     for job in job_results:
         print(f"  job {job['workload']:<10} {job['status']:<10} {job['seconds']:>6.0f} s  {job['submission_id']}")
     for app in serve_results:
         print(f"  app {app['app']:<10} {app['status']}  {app['url']}")
-    print(f"results: {summary['results_folder']}/<workload>/<timestamp>/ ; summary: "
-          f"{summary['results_folder']}/demo-summary.json ; took {summary['seconds']:.0f} s")
+    print(
+        f"results: {summary['results_folder']}/<workload>/<timestamp>/ ; summary: "
+        f"{summary['results_folder']}/demo-summary.json ; took {summary['seconds']:.0f} s"
+    )
     ok = all(j["status"] == "SUCCEEDED" for j in job_results) and all(a["status"] == 200 for a in serve_results)
     return 0 if ok else 1
 

@@ -136,8 +136,13 @@ def _autoscaling_config(gcs_address: str, target: Path) -> Path:
     return target
 
 
-def up(num_cpus: int | None = None, port: int = DEFAULT_GCS_PORT, dashboard_port: int = DEFAULT_DASHBOARD_PORT,
-       autoscale: bool = False, timeout_s: float = 90.0) -> tuple[HeadState, bool]:
+def up(
+    num_cpus: int | None = None,
+    port: int = DEFAULT_GCS_PORT,
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+    autoscale: bool = False,
+    timeout_s: float = 90.0,
+) -> tuple[HeadState, bool]:
     """Start the head node unless ours is already running; returns (state, started_now)."""
     state = load_state()
     if is_running(state):
@@ -153,9 +158,19 @@ def up(num_cpus: int | None = None, port: int = DEFAULT_GCS_PORT, dashboard_port
     temp_dir = Path(tempfile.gettempdir()) / f"dlwild-{port}"
     state_dir().mkdir(parents=True, exist_ok=True)
     log_file = state_dir() / f"head-{port}.log"
-    cmd = [ray_bin, "start", "--head", "--block", f"--node-ip-address={HOST}", f"--port={port}",
-           f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}", f"--temp-dir={temp_dir}",
-           "--disable-usage-stats", "--include-dashboard=true"]
+    cmd = [
+        ray_bin,
+        "start",
+        "--head",
+        "--block",
+        f"--node-ip-address={HOST}",
+        f"--port={port}",
+        f"--dashboard-host={HOST}",
+        f"--dashboard-port={dashboard_port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        "--include-dashboard=true",
+    ]
     env = dict(os.environ)
     # Jobs run `python -m workloads...`: make that `python` the one this project is installed in.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -167,10 +182,18 @@ def up(num_cpus: int | None = None, port: int = DEFAULT_GCS_PORT, dashboard_port
     else:
         cmd.append(f"--num-cpus={num_cpus or os.cpu_count()}")
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-    state = HeadState(pid=proc.pid, gcs_address=gcs_address, dashboard_url=dashboard_url, temp_dir=str(temp_dir),
-                      log_file=str(log_file), autoscale=autoscale, started_at=time.time())
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    state = HeadState(
+        pid=proc.pid,
+        gcs_address=gcs_address,
+        dashboard_url=dashboard_url,
+        temp_dir=str(temp_dir),
+        log_file=str(log_file),
+        autoscale=autoscale,
+        started_at=time.time(),
+    )
     state_file().write_text(json.dumps(asdict(state), indent=2))
     try:
         _wait_for_dashboard(dashboard_url, proc, timeout_s)
@@ -230,8 +253,13 @@ def status() -> dict:
     state = load_state()
     if not is_running(state):
         return {}
-    info: dict = {"dashboard_url": state.dashboard_url, "gcs_address": state.gcs_address,
-                  "autoscale": state.autoscale, "pid": state.pid, "token_file": str(token_path())}
+    info: dict = {
+        "dashboard_url": state.dashboard_url,
+        "gcs_address": state.gcs_address,
+        "autoscale": state.autoscale,
+        "pid": state.pid,
+        "token_file": str(token_path()),
+    }
     try:
         nodes = dashboard_get(f"{state.dashboard_url}/nodes?view=summary")["data"]["summary"]
         alive = [n for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"]
@@ -246,8 +274,11 @@ def status() -> dict:
         info["resources_error"] = str(exc)
     try:
         jobs = job_client(state.dashboard_url).list_jobs()
-        info["jobs"] = [{"submission_id": j.submission_id, "status": str(j.status.value), "entrypoint": j.entrypoint}
-                        for j in jobs if j.submission_id]
+        info["jobs"] = [
+            {"submission_id": j.submission_id, "status": str(j.status.value), "entrypoint": j.entrypoint}
+            for j in jobs
+            if j.submission_id
+        ]
     except Exception as exc:  # the job list is informative; its absence must not break `status`
         info["jobs_error"] = str(exc).splitlines()[0]
     return info

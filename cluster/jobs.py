@@ -17,8 +17,18 @@ from cluster import head
 from cluster.head import job_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-UPLOAD_EXCLUDES = [".venv/", "runs/", "data/", "registry/", ".git/", "**/__pycache__/", "*.egg-info/",
-                   "benchmarks/**/.venv/", "test-output/", ".dlwild/"]
+UPLOAD_EXCLUDES = [
+    ".venv/",
+    "runs/",
+    "data/",
+    "registry/",
+    ".git/",
+    "**/__pycache__/",
+    "*.egg-info/",
+    "benchmarks/**/.venv/",
+    "test-output/",
+    ".dlwild/",
+]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 

@@ -145,14 +145,17 @@ def _launcher_rules(config: dict) -> None:
     head = config["head_node_type"]
     head_cpus = config["available_node_types"][head].get("resources", {}).get("CPU")
     if head_cpus != 0:
-        raise ConfigError(f"available_node_types.{head}.resources.CPU: must be 0 (no work on the head), "
-                          f"got {head_cpus!r}")
+        raise ConfigError(
+            f"available_node_types.{head}.resources.CPU: must be 0 (no work on the head), got {head_cpus!r}"
+        )
     head_start = " ".join(config.get("head_start_ray_commands", []))
     if "--num-cpus=0" not in head_start:
         raise ConfigError("head_start_ray_commands: `ray start --head` must pass --num-cpus=0")
     if re.search(r"--dashboard-host[= ]+0\.0\.0\.0", head_start):
-        raise ConfigError("head_start_ray_commands: --dashboard-host=0.0.0.0 exposes the dashboard; "
-                          "keep 127.0.0.1 and use `ray dashboard CONFIG` (ssh port-forward)")
+        raise ConfigError(
+            "head_start_ray_commands: --dashboard-host=0.0.0.0 exposes the dashboard; "
+            "keep 127.0.0.1 and use `ray dashboard CONFIG` (ssh port-forward)"
+        )
     for path, text in _strings(config, []):
         if "RAY_AUTH_MODE=disabled" in text:
             raise ConfigError(f"{key_path(path)}: token authentication must stay on (RAY_AUTH_MODE=disabled)")
@@ -164,8 +167,9 @@ def _launcher_rules(config: dict) -> None:
             if key not in node_type:
                 raise ConfigError(f"{where}.{key}: required key is missing (set both min and max)")
         if node_type["min_workers"] > node_type["max_workers"]:
-            raise ConfigError(f"{where}.min_workers: {node_type['min_workers']} is more than max_workers "
-                              f"{node_type['max_workers']}")
+            raise ConfigError(
+                f"{where}.min_workers: {node_type['min_workers']} is more than max_workers {node_type['max_workers']}"
+            )
         if node_type.get("resources", {}).get("GPU", 0) > 0:
             if node_type["min_workers"] != 0:
                 raise ConfigError(f"{where}.min_workers: GPU nodes must scale from 0, got {node_type['min_workers']}")
@@ -206,8 +210,9 @@ def validate_kuberay(manifest: dict, filename: str = "") -> None:
             workload = stem.removeprefix("rayjob-").replace("-", "_")
             module = spec["entrypoint"].split()[2]
             if module != f"workloads.{workload}" and not module.startswith(f"workloads.{workload}."):
-                raise ConfigError(f"spec.entrypoint: {filename} must run `python -m workloads.{workload}`, "
-                                  f"runs {module!r}")
+                raise ConfigError(
+                    f"spec.entrypoint: {filename} must run `python -m workloads.{workload}`, runs {module!r}"
+                )
     if kind == "RayService":
         try:
             validate_serve(load_yaml(spec["serveConfigV2"], "spec.serveConfigV2"))
@@ -218,8 +223,9 @@ def validate_kuberay(manifest: dict, filename: str = "") -> None:
 def _ray_cluster_rules(cluster: dict, where: str) -> None:
     num_cpus = cluster["headGroupSpec"]["rayStartParams"].get("num-cpus")
     if num_cpus != "0":
-        raise ConfigError(f"{where}.headGroupSpec.rayStartParams.num-cpus: must be \"0\" (no work on the head), "
-                          f"got {num_cpus!r}")
+        raise ConfigError(
+            f'{where}.headGroupSpec.rayStartParams.num-cpus: must be "0" (no work on the head), got {num_cpus!r}'
+        )
     _image_rules(cluster["headGroupSpec"]["template"], f"{where}.headGroupSpec.template")
     for i, group in enumerate(cluster["workerGroupSpecs"]):
         at = f"{where}.workerGroupSpecs[{i}]"
@@ -227,8 +233,7 @@ def _ray_cluster_rules(cluster: dict, where: str) -> None:
         if low > high:
             raise ConfigError(f"{at}.minReplicas: {low} is more than maxReplicas {high}")
         if "replicas" in group and not low <= group["replicas"] <= high:
-            raise ConfigError(f"{at}.replicas: {group['replicas']} is outside minReplicas..maxReplicas "
-                              f"({low}..{high})")
+            raise ConfigError(f"{at}.replicas: {group['replicas']} is outside minReplicas..maxReplicas ({low}..{high})")
         gpus = _image_rules(group["template"], f"{at}.template")
         if gpus and low != 0:
             raise ConfigError(f"{at}.minReplicas: GPU groups must scale from 0, got {low}")
@@ -242,12 +247,16 @@ def _image_rules(template: dict, where: str) -> bool:
         any_gpu = any_gpu or gpu
         for k, env in enumerate(container.get("env", [])):
             if env["name"] == "RAY_AUTH_MODE" and env.get("value") != "token":
-                raise ConfigError(f"{where}.spec.containers[{j}].env[{k}].value: token authentication must stay "
-                                  f"on (RAY_AUTH_MODE={env.get('value')})")
+                raise ConfigError(
+                    f"{where}.spec.containers[{j}].env[{k}].value: token authentication must stay "
+                    f"on (RAY_AUTH_MODE={env.get('value')})"
+                )
         want = GPU_IMAGE if gpu else IMAGE
         if container["image"] != want:
-            raise ConfigError(f"{where}.spec.containers[{j}].image: must be {want!r} "
-                              f"({'with' if gpu else 'without'} nvidia.com/gpu), got {container['image']!r}")
+            raise ConfigError(
+                f"{where}.spec.containers[{j}].image: must be {want!r} "
+                f"({'with' if gpu else 'without'} nvidia.com/gpu), got {container['image']!r}"
+            )
     return any_gpu
 
 
@@ -325,8 +334,9 @@ def validate_data(data, filename: str = "") -> str:
     if any(key in data for key in SERVE_KEYS):
         validate_serve(data)
         return "serve"
-    raise ConfigError("not a launcher config (provider), a KubeRay manifest (apiVersion ray.io/v1) "
-                      "or a Serve config (applications)")
+    raise ConfigError(
+        "not a launcher config (provider), a KubeRay manifest (apiVersion ray.io/v1) or a Serve config (applications)"
+    )
 
 
 def validate_path(path) -> None:
@@ -355,8 +365,10 @@ def main(argv=None) -> int:
     """`validate PATH...`: one line per file, 0 when all are valid, 1 otherwise, 2 for a usage error."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m cluster validate PATH... (YAML files, or folders of *.yaml)",
-              file=sys.stdout if argv else sys.stderr)
+        print(
+            "usage: python -m cluster validate PATH... (YAML files, or folders of *.yaml)",
+            file=sys.stdout if argv else sys.stderr,
+        )
         return 0 if argv else 2
     files = expand(argv)
     if not files:

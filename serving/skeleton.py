@@ -54,8 +54,12 @@ class ModelApp:
 
     def info(self) -> dict[str, Any]:
         """The model part of every answer."""
-        info = dict(name=self.meta.get("name"), version=self.meta.get("version"), trained=self.trained,
-                    code_version=self.meta.get("code_version"))
+        info = dict(
+            name=self.meta.get("name"),
+            version=self.meta.get("version"),
+            trained=self.trained,
+            code_version=self.meta.get("code_version"),
+        )
         return dict(info, note=self.note) if self.note else info
 
     def warned(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -94,15 +98,23 @@ def model_ingress(api: FastAPI):
 def model_args(args: dict[str, Any], max_pixels: int | None = MAX_PIXELS) -> dict[str, Any]:
     """The model keyword arguments from app args: `registry` (default $DLWILD_REGISTRY, else registry/),
     `version` (default latest), `threads` (torch threads, 1) and, unless `max_pixels` is None, `max_pixels`."""
-    out = dict(registry=args.get("registry"), version=args.get("version", "latest"),
-               threads=int(args.get("threads", 1)))
+    out = dict(
+        registry=args.get("registry"), version=args.get("version", "latest"), threads=int(args.get("threads", 1))
+    )
     if max_pixels is not None:
         out["max_pixels"] = int(args.get("max_pixels", max_pixels))
     return out
 
 
-def bind(deployment, args: dict[str, Any] | None, *, num_cpus: float = 0.25, default_batch: int = 8,
-         batched: bool = True, **init: Any):
+def bind(
+    deployment,
+    args: dict[str, Any] | None,
+    *,
+    num_cpus: float = 0.25,
+    default_batch: int = 8,
+    batched: bool = True,
+    **init: Any,
+):
     """`deployment` with the replica options of `args` (see `deployment_options`), bound to `init` and, when
     `batched`, to the batching options (`max_batch_size`, `batch_wait_timeout_s`)."""
     args = dict(args or {})
@@ -113,15 +125,19 @@ def bind(deployment, args: dict[str, Any] | None, *, num_cpus: float = 0.25, def
 
 def batch_options(args: dict[str, Any], default_batch: int = 8) -> dict[str, Any]:
     """`max_batch_size` and `batch_wait_timeout_s` from app args (1 turns batching off)."""
-    return dict(max_batch_size=int(args.get("max_batch_size", default_batch)),
-                batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.005)))
+    return dict(
+        max_batch_size=int(args.get("max_batch_size", default_batch)),
+        batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.005)),
+    )
 
 
 def deployment_options(args: dict[str, Any], batch: int, num_cpus: float = 0.25) -> dict[str, Any]:
     """Replica options from app args: fractional CPUs/GPUs, autoscaling, and the bounded queue (503 beyond)."""
     opts: dict[str, Any] = dict(
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", num_cpus)),
-                           "num_gpus": float(args.get("num_gpus", 0))},
+        ray_actor_options={
+            "num_cpus": float(args.get("num_cpus", num_cpus)),
+            "num_gpus": float(args.get("num_gpus", 0)),
+        },
         max_ongoing_requests=max(int(args.get("max_ongoing_requests", 2 * batch)), batch),
         max_queued_requests=int(args.get("max_queued_requests", 64)),
         health_check_period_s=float(args.get("health_check_period_s", 10)),
@@ -129,9 +145,11 @@ def deployment_options(args: dict[str, Any], batch: int, num_cpus: float = 0.25)
     if "num_replicas" in args:
         opts["num_replicas"] = int(args["num_replicas"])
     else:
-        opts["autoscaling_config"] = dict(min_replicas=int(args.get("min_replicas", 1)),
-                                          max_replicas=int(args.get("max_replicas", 2)),
-                                          target_ongoing_requests=float(args.get("target_ongoing_requests",
-                                                                                 max(2, batch))),
-                                          upscale_delay_s=5, downscale_delay_s=30)
+        opts["autoscaling_config"] = dict(
+            min_replicas=int(args.get("min_replicas", 1)),
+            max_replicas=int(args.get("max_replicas", 2)),
+            target_ongoing_requests=float(args.get("target_ongoing_requests", max(2, batch))),
+            upscale_delay_s=5,
+            downscale_delay_s=30,
+        )
     return opts

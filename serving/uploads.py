@@ -48,8 +48,11 @@ async def read_image(request: Request, max_pixels: int = MAX_PIXELS):
     elif ctype in IMAGE_TYPES:
         data = await read_body(request)
     else:
-        raise HTTPException(415, f"unsupported content type {ctype or '(none)'!r}: send image/png, image/jpeg, "
-                                 "application/octet-stream or multipart/form-data with a 'file' field")
+        raise HTTPException(
+            415,
+            f"unsupported content type {ctype or '(none)'!r}: send image/png, image/jpeg, "
+            "application/octet-stream or multipart/form-data with a 'file' field",
+        )
     try:
         return decode_image(data, max_pixels), data
     except ImageError as exc:

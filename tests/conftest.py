@@ -23,8 +23,14 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
-                 _temp_dir=tempfile.mkdtemp(prefix="dlwild-ray-"), log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=300 * 1024**2,
+            _temp_dir=tempfile.mkdtemp(prefix="dlwild-ray-"),
+            log_to_driver=False,
+        )
     yield ray
     if ray.is_initialized():
         ray.shutdown()

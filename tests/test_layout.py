@@ -66,15 +66,26 @@ def test_the_scan_sees_the_project():
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_no_arrow_runs_back_up(package):
-    wrong = sorted(f"{name} imports {target}" for name, targets in GRAPH.items() if name.split(".")[0] == package
-                   for target in targets if target.split(".")[0] in FORBIDDEN[package])
-    assert not wrong, "dependency rule broken (serving -> workloads -> envs; cluster and envs import neither):\n" + \
-        "\n".join(wrong)
+    wrong = sorted(
+        f"{name} imports {target}"
+        for name, targets in GRAPH.items()
+        if name.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] in FORBIDDEN[package]
+    )
+    assert not wrong, (
+        "dependency rule broken (serving -> workloads -> envs; cluster and envs import neither):\n" + "\n".join(wrong)
+    )
 
 
 def test_envs_know_nothing_of_ray():
-    wrong = sorted(f"{name} imports {i}" for name, path in SOURCES.items() if name.startswith("envs.")
-                   for i in _imports(path) if i.split(".")[0] in ENVS_THIRD_PARTY_FORBIDDEN)
+    wrong = sorted(
+        f"{name} imports {i}"
+        for name, path in SOURCES.items()
+        if name.startswith("envs.")
+        for i in _imports(path)
+        if i.split(".")[0] in ENVS_THIRD_PARTY_FORBIDDEN
+    )
     assert not wrong, "\n".join(wrong)
 
 

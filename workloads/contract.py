@@ -45,12 +45,17 @@ def fail(message: str, code: int = USAGE_EXIT) -> NoReturn:
     raise SystemExit(code)
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", choices: list | tuple | None = None,  # noqa: A002
-          minimum: float | None = None, maximum: float | None = None, **kwargs: Any) -> Any:
+def field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    choices: list | tuple | None = None,  # noqa: A002
+    minimum: float | None = None,
+    maximum: float | None = None,
+    **kwargs: Any,
+) -> Any:
     """A config field whose help, allowed values and bounds are declared once: they become the flag's help and
     argparse choices, and `check_constraints` enforces them on every config, however it was built."""
-    metadata = {"help": help, "choices": tuple(choices) if choices else None, "minimum": minimum,
-                "maximum": maximum}
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum}
     if default is not dataclasses.MISSING and isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
@@ -118,26 +123,41 @@ def _flag_type(tp: Any):
 
 def build_parser(cls: type, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one `--kebab-case` flag per dataclass field; bools get `--x/--no-x`."""
-    parser = _Parser(prog=prog, description=description or (cls.__doc__ or "").strip(),
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    parser = _Parser(
+        prog=prog,
+        description=description or (cls.__doc__ or "").strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = _flag_type(hints[f.name])
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        default = None if required else (
-            f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
         if tp is bool:
-            parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=f.metadata.get("help", ""))
+            parser.add_argument(
+                flag(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f.metadata.get("help", ""),
+            )
         else:
-            parser.add_argument(flag(f.name), dest=f.name, type=tp if tp in (int, float, str) else str,
-                                default=default, help=f.metadata.get("help", ""),
-                                choices=f.metadata.get("choices"), required=required)
+            parser.add_argument(
+                flag(f.name),
+                dest=f.name,
+                type=tp if tp in (int, float, str) else str,
+                default=default,
+                help=f.metadata.get("help", ""),
+                choices=f.metadata.get("choices"),
+                required=required,
+            )
     return parser
 
 
-def parse_config(cls: type[C], argv: list[str] | None = None, description: str | None = None,
-                 prog: str | None = None) -> C:
+def parse_config(
+    cls: type[C], argv: list[str] | None = None, description: str | None = None, prog: str | None = None
+) -> C:
     """Fill the config dataclass `cls` from flags; a bad flag or value ends the program with exit 2."""
     namespace = build_parser(cls, description, prog).parse_args(argv)
     try:
@@ -228,9 +248,15 @@ def write_summary(out_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
 def summarise(cfg: WorkloadConfig, started: float, status: str, own: dict[str, Any]) -> dict[str, Any]:
     """The summary: the common keys first, then the workload's own (`outputs` taken from them if present)."""
     own = dict(own)
-    return {"workload": cfg.workload, "config": dataclasses.asdict(cfg),
-            "started": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds"),
-            "wall_s": round(time.time() - started, 3), "status": status, "outputs": own.pop("outputs", {}), **own}
+    return {
+        "workload": cfg.workload,
+        "config": dataclasses.asdict(cfg),
+        "started": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.time() - started, 3),
+        "status": status,
+        "outputs": own.pop("outputs", {}),
+        **own,
+    }
 
 
 def _finish(cfg: WorkloadConfig, out: Path, summary: dict[str, Any]) -> None:
@@ -265,8 +291,12 @@ def execute(cfg: C, run: Callable[[C, Path], dict[str, Any]]) -> tuple[Path, dic
     return out, summary
 
 
-def main(config_cls: type[C], run: Callable[[C, Path], dict[str, Any]], argv: list[str] | None = None,
-         prog: str | None = None) -> int:
+def main(
+    config_cls: type[C],
+    run: Callable[[C, Path], dict[str, Any]],
+    argv: list[str] | None = None,
+    prog: str | None = None,
+) -> int:
     """The command line of a workload: parse the flags, `execute`, and exit by the contract's codes.
 
     `run` returns the workload's own summary keys; a `status` other than "ok" among them (e.g. an --as-test

@@ -63,9 +63,11 @@ def list_models(root: str, task: str) -> list[str]:
     """Names of the models of a task that have at least one version."""
     store, base = filesystem(root)
     infos = store.get_file_info(pafs.FileSelector(f"{base}/{check_name(task, 'task')}", allow_not_found=True))
-    return sorted(Path(i.path).name for i in infos
-                  if i.type == pafs.FileType.Directory and _NAME.match(Path(i.path).name)
-                  and _versions(store, i.path))
+    return sorted(
+        Path(i.path).name
+        for i in infos
+        if i.type == pafs.FileType.Directory and _NAME.match(Path(i.path).name) and _versions(store, i.path)
+    )
 
 
 def resolve(root: str, task: str, name: str, version: str = "latest") -> str | None:
@@ -94,8 +96,14 @@ def save_model(root: str, task: str, name: str, files: dict[str, bytes], metadat
     for filename, data in files.items():
         with store.open_output_stream(f"{folder}/{_check_file(filename)}") as f:
             f.write(data)
-    meta = dict(metadata, task=task, name=name, version=version, files=sorted(files),
-                code_version=metadata.get("code_version") or code_version())
+    meta = dict(
+        metadata,
+        task=task,
+        name=name,
+        version=version,
+        files=sorted(files),
+        code_version=metadata.get("code_version") or code_version(),
+    )
     with store.open_output_stream(f"{folder}/metadata.json") as f:
         f.write(json.dumps(meta, indent=2, default=str).encode())
     return version
@@ -146,8 +154,13 @@ def torch_state(data: bytes):
 def code_version() -> str:
     """`git describe` of the checkout when there is one, else the installed package version."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -22,8 +22,11 @@ from workloads.contract import field
 class FansOut:
     """The `--ray/--no-ray` field and the (remote, get, put) triple it picks."""
 
-    ray: bool = field(True, help="run the steps (renders, trainings) as Ray tasks; --no-ray runs them one by one "
-                                 "in this process (no cluster, for debugging)")
+    ray: bool = field(
+        True,
+        help="run the steps (renders, trainings) as Ray tasks; --no-ray runs them one by one "
+        "in this process (no cluster, for debugging)",
+    )
 
     def ray_options(self) -> dict[str, Any] | None:
         return {} if self.ray else None

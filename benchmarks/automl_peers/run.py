@@ -38,10 +38,19 @@ def run_flaml(X, y, task: str, budget_s: float, folds: int, seed: int, cores: in
     from flaml import AutoML
 
     automl = AutoML()
-    automl.fit(X, y, task="regression" if task == "regression" else "classification",
-               metric="r2" if task == "regression" else _balanced_accuracy_loss, time_budget=budget_s,
-               eval_method="cv", n_splits=folds, n_jobs=cores, seed=seed, verbose=0)
-    cv = (1.0 - automl.best_loss)
+    automl.fit(
+        X,
+        y,
+        task="regression" if task == "regression" else "classification",
+        metric="r2" if task == "regression" else _balanced_accuracy_loss,
+        time_budget=budget_s,
+        eval_method="cv",
+        n_splits=folds,
+        n_jobs=cores,
+        seed=seed,
+        verbose=0,
+    )
+    cv = 1.0 - automl.best_loss
     return automl, cv, f"{automl.best_estimator} {automl.best_config}"
 
 
@@ -50,8 +59,16 @@ def run_tpot(X, y, task: str, budget_s: float, folds: int, seed: int, cores: int
 
     cls = tpot.TPOTRegressor if task == "regression" else tpot.TPOTClassifier
     scorer = "r2" if task == "regression" else "balanced_accuracy"
-    model = cls(scorers=[scorer], scorers_weights=[1], cv=folds, max_time_mins=budget_s / 60,
-                max_eval_time_mins=max(0.5, budget_s / 60 / 5), n_jobs=cores, random_state=seed, verbose=0)
+    model = cls(
+        scorers=[scorer],
+        scorers_weights=[1],
+        cv=folds,
+        max_time_mins=budget_s / 60,
+        max_eval_time_mins=max(0.5, budget_s / 60 / 5),
+        n_jobs=cores,
+        random_state=seed,
+        verbose=0,
+    )
     model.fit(X, y)
     pipeline = model.fitted_pipeline_
     return pipeline, float("nan"), str(pipeline).replace("\n", " ")
@@ -71,21 +88,35 @@ def benchmark(args) -> None:
         dataset = automl_data.load_dataset(name)
         train, test = automl_data.split_data(dataset.y, dataset.task, args.seed, args.test_size)
         start = time.time()
-        model, cv, description = runner(dataset.X[train], dataset.y[train], dataset.task, args.budget_s,
-                                        args.cv_folds, args.seed, args.cores)
+        model, cv, description = runner(
+            dataset.X[train], dataset.y[train], dataset.task, args.budget_s, args.cv_folds, args.seed, args.cores
+        )
         wall = time.time() - start
         predictions = np.asarray(model.predict(dataset.X[test])).ravel()
         y_test = dataset.y[test]
         regression = dataset.task == "regression"
         score = r2_score(y_test, predictions) if regression else balanced_accuracy_score(y_test, predictions)
-        result = {"tool": args.tool, "dataset": name, "task": dataset.task,
-                  "metric": "r2" if regression else "balanced_accuracy", "test_score": float(score),
-                  "cv_score": None if cv != cv else float(cv), "budget_s": args.budget_s, "wall_s": round(wall, 1),
-                  "cv_folds": args.cv_folds, "cores": args.cores, "seed": args.seed, "model": description[:500],
-                  "split_fingerprint": automl_data.split_fingerprint(test)}
+        result = {
+            "tool": args.tool,
+            "dataset": name,
+            "task": dataset.task,
+            "metric": "r2" if regression else "balanced_accuracy",
+            "test_score": float(score),
+            "cv_score": None if cv != cv else float(cv),
+            "budget_s": args.budget_s,
+            "wall_s": round(wall, 1),
+            "cv_folds": args.cv_folds,
+            "cores": args.cores,
+            "seed": args.seed,
+            "model": description[:500],
+            "split_fingerprint": automl_data.split_fingerprint(test),
+        }
         (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{args.tool} {name}: test {result['metric']} {score:.4f} in {wall:.0f} s "
-              f"(split {result['split_fingerprint']})", flush=True)
+        print(
+            f"{args.tool} {name}: test {result['metric']} {score:.4f} in {wall:.0f} s "
+            f"(split {result['split_fingerprint']})",
+            flush=True,
+        )
 
 
 def table(args) -> None:

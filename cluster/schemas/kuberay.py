@@ -40,95 +40,150 @@ DNS_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "max
 
 RESOURCES = obj({"limits": map_of(QUANTITY), "requests": map_of(QUANTITY)})
 
-ENV_VAR = obj({
-    "name": STRING,
-    "value": STRING,
-    "valueFrom": obj({"secretKeyRef": obj({"name": STRING, "key": STRING, "optional": BOOL}, ("name", "key"))}),
-}, ("name",))
+ENV_VAR = obj(
+    {
+        "name": STRING,
+        "value": STRING,
+        "valueFrom": obj({"secretKeyRef": obj({"name": STRING, "key": STRING, "optional": BOOL}, ("name", "key"))}),
+    },
+    ("name",),
+)
 
-CONTAINER = obj({
-    "name": STRING,
-    "image": {"enum": [IMAGE, GPU_IMAGE]},
-    "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
-    "command": array(STRING),
-    "args": array(STRING),
-    "env": array(ENV_VAR),
-    "ports": array(obj({"name": STRING, "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535},
-                        "protocol": {"enum": ["TCP", "UDP"]}}, ("containerPort",))),
-    "resources": RESOURCES,
-    "volumeMounts": array(obj({"name": STRING, "mountPath": STRING, "readOnly": BOOL}, ("name", "mountPath"))),
-}, ("name", "image", "resources"))
+CONTAINER = obj(
+    {
+        "name": STRING,
+        "image": {"enum": [IMAGE, GPU_IMAGE]},
+        "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+        "command": array(STRING),
+        "args": array(STRING),
+        "env": array(ENV_VAR),
+        "ports": array(
+            obj(
+                {
+                    "name": STRING,
+                    "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "protocol": {"enum": ["TCP", "UDP"]},
+                },
+                ("containerPort",),
+            )
+        ),
+        "resources": RESOURCES,
+        "volumeMounts": array(obj({"name": STRING, "mountPath": STRING, "readOnly": BOOL}, ("name", "mountPath"))),
+    },
+    ("name", "image", "resources"),
+)
 
-POD_TEMPLATE = obj({
-    "metadata": obj({"labels": map_of(STRING), "annotations": map_of(STRING)}),
-    "spec": obj({
-        "containers": array(CONTAINER, min_items=1),
-        "nodeSelector": map_of(STRING),
-        "tolerations": array(obj({"key": STRING, "operator": {"enum": ["Exists", "Equal"]}, "value": STRING,
-                                  "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]}})),
-        "volumes": array(obj({"name": STRING, "emptyDir": obj({"medium": STRING, "sizeLimit": QUANTITY})},
-                             ("name",))),
-        "serviceAccountName": STRING,
-    }, ("containers",)),
-}, ("spec",))
+POD_TEMPLATE = obj(
+    {
+        "metadata": obj({"labels": map_of(STRING), "annotations": map_of(STRING)}),
+        "spec": obj(
+            {
+                "containers": array(CONTAINER, min_items=1),
+                "nodeSelector": map_of(STRING),
+                "tolerations": array(
+                    obj(
+                        {
+                            "key": STRING,
+                            "operator": {"enum": ["Exists", "Equal"]},
+                            "value": STRING,
+                            "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                        }
+                    )
+                ),
+                "volumes": array(
+                    obj({"name": STRING, "emptyDir": obj({"medium": STRING, "sizeLimit": QUANTITY})}, ("name",))
+                ),
+                "serviceAccountName": STRING,
+            },
+            ("containers",),
+        ),
+    },
+    ("spec",),
+)
 
 RAY_START_PARAMS = map_of(STRING)  # KubeRay passes them as `ray start --key=value`: values must be strings
 
-HEAD_GROUP = obj({
-    "rayStartParams": RAY_START_PARAMS,
-    # ClusterIP only: the dashboard and Serve stay inside the cluster (kubectl port-forward to reach them).
-    "serviceType": {"enum": ["ClusterIP"]},
-    "template": POD_TEMPLATE,
-}, ("rayStartParams", "template"))
+HEAD_GROUP = obj(
+    {
+        "rayStartParams": RAY_START_PARAMS,
+        # ClusterIP only: the dashboard and Serve stay inside the cluster (kubectl port-forward to reach them).
+        "serviceType": {"enum": ["ClusterIP"]},
+        "template": POD_TEMPLATE,
+    },
+    ("rayStartParams", "template"),
+)
 
-WORKER_GROUP = obj({
-    "groupName": DNS_NAME,
-    "replicas": NON_NEGATIVE_INT,
-    "minReplicas": NON_NEGATIVE_INT,
-    "maxReplicas": {"type": "integer", "minimum": 1},
-    "idleTimeoutSeconds": NON_NEGATIVE_INT,
-    "rayStartParams": RAY_START_PARAMS,
-    "template": POD_TEMPLATE,
-}, ("groupName", "minReplicas", "maxReplicas", "rayStartParams", "template"))
-
-RAY_CLUSTER_SPEC = obj({
-    "rayVersion": {"const": RAY_VERSION},
-    "enableInTreeAutoscaling": BOOL,
-    "autoscalerOptions": obj({
+WORKER_GROUP = obj(
+    {
+        "groupName": DNS_NAME,
+        "replicas": NON_NEGATIVE_INT,
+        "minReplicas": NON_NEGATIVE_INT,
+        "maxReplicas": {"type": "integer", "minimum": 1},
         "idleTimeoutSeconds": NON_NEGATIVE_INT,
-        "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
-        "version": {"enum": ["v1", "v2"]},
-        "resources": RESOURCES,
-    }),
-    # Token authentication stays on: "disabled" is not an allowed value.
-    "authOptions": obj({"mode": {"const": "token"}, "secretName": DNS_NAME}, ("mode",)),
-    "headGroupSpec": HEAD_GROUP,
-    "workerGroupSpecs": array(WORKER_GROUP, min_items=1),
-}, ("rayVersion", "authOptions", "headGroupSpec", "workerGroupSpecs"))
+        "rayStartParams": RAY_START_PARAMS,
+        "template": POD_TEMPLATE,
+    },
+    ("groupName", "minReplicas", "maxReplicas", "rayStartParams", "template"),
+)
 
-METADATA = obj({"name": DNS_NAME, "namespace": DNS_NAME, "labels": map_of(STRING),
-                "annotations": map_of(STRING)}, ("name",))
+RAY_CLUSTER_SPEC = obj(
+    {
+        "rayVersion": {"const": RAY_VERSION},
+        "enableInTreeAutoscaling": BOOL,
+        "autoscalerOptions": obj(
+            {
+                "idleTimeoutSeconds": NON_NEGATIVE_INT,
+                "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
+                "version": {"enum": ["v1", "v2"]},
+                "resources": RESOURCES,
+            }
+        ),
+        # Token authentication stays on: "disabled" is not an allowed value.
+        "authOptions": obj({"mode": {"const": "token"}, "secretName": DNS_NAME}, ("mode",)),
+        "headGroupSpec": HEAD_GROUP,
+        "workerGroupSpecs": array(WORKER_GROUP, min_items=1),
+    },
+    ("rayVersion", "authOptions", "headGroupSpec", "workerGroupSpecs"),
+)
+
+METADATA = obj(
+    {"name": DNS_NAME, "namespace": DNS_NAME, "labels": map_of(STRING), "annotations": map_of(STRING)}, ("name",)
+)
 
 
 def resource(kind: str, spec: dict) -> dict:
-    return obj({"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": kind}, "metadata": METADATA,
-                "spec": spec}, ("apiVersion", "kind", "metadata", "spec"))
+    return obj(
+        {"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": kind}, "metadata": METADATA, "spec": spec},
+        ("apiVersion", "kind", "metadata", "spec"),
+    )
 
 
 SCHEMAS = {
     "RayCluster": resource("RayCluster", RAY_CLUSTER_SPEC),
-    "RayJob": resource("RayJob", obj({
-        "entrypoint": {"type": "string", "pattern": r"^python -m workloads\.[a-z_][a-z0-9_.]*( |$)"},
-        "runtimeEnvYAML": STRING,
-        "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "SidecarMode"]},
-        "shutdownAfterJobFinishes": BOOL,
-        "ttlSecondsAfterFinished": NON_NEGATIVE_INT,
-        "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-        "backoffLimit": NON_NEGATIVE_INT,
-        "rayClusterSpec": RAY_CLUSTER_SPEC,
-    }, ("entrypoint", "shutdownAfterJobFinishes", "rayClusterSpec"))),
-    "RayService": resource("RayService", obj({
-        "serveConfigV2": {"type": "string", "minLength": 1},
-        "rayClusterConfig": RAY_CLUSTER_SPEC,
-    }, ("serveConfigV2", "rayClusterConfig"))),
+    "RayJob": resource(
+        "RayJob",
+        obj(
+            {
+                "entrypoint": {"type": "string", "pattern": r"^python -m workloads\.[a-z_][a-z0-9_.]*( |$)"},
+                "runtimeEnvYAML": STRING,
+                "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "SidecarMode"]},
+                "shutdownAfterJobFinishes": BOOL,
+                "ttlSecondsAfterFinished": NON_NEGATIVE_INT,
+                "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                "backoffLimit": NON_NEGATIVE_INT,
+                "rayClusterSpec": RAY_CLUSTER_SPEC,
+            },
+            ("entrypoint", "shutdownAfterJobFinishes", "rayClusterSpec"),
+        ),
+    ),
+    "RayService": resource(
+        "RayService",
+        obj(
+            {
+                "serveConfigV2": {"type": "string", "minLength": 1},
+                "rayClusterConfig": RAY_CLUSTER_SPEC,
+            },
+            ("serveConfigV2", "rayClusterConfig"),
+        ),
+    ),
 }

@@ -34,8 +34,16 @@ from pettingzoo.utils import conversions
 from envs.bizsim import rules as R
 from envs.bizsim.rules import BID, BUILD, MARKETING, POACH, PRICE, PRODUCE, RESEARCH, UPGRADE, WAR, layout
 
-_CONFIG_DEFAULTS = dict(n_firms=4, complexity=1, encoding="flat", mask=True, horizon=100, dominance=0.9,
-                        reward_weights=None, render_mode=None)
+_CONFIG_DEFAULTS = dict(
+    n_firms=4,
+    complexity=1,
+    encoding="flat",
+    mask=True,
+    horizon=100,
+    dominance=0.9,
+    reward_weights=None,
+    render_mode=None,
+)
 
 
 def validate_config(config: dict) -> dict:
@@ -53,9 +61,15 @@ def validate_config(config: dict) -> dict:
         "dominance": lambda v: isinstance(v, (int, float)) and 0.5 < v <= 1.0,
         "render_mode": lambda v: v is None,
     }
-    hints = {"n_firms": "an int in 2..8", "complexity": "an int in 1..4", "encoding": "'flat' or 'factorised'",
-             "mask": "a bool", "horizon": "an int >= 1", "dominance": "a number in (0.5, 1]",
-             "render_mode": "None (bizsim has no rendering)"}
+    hints = {
+        "n_firms": "an int in 2..8",
+        "complexity": "an int in 1..4",
+        "encoding": "'flat' or 'factorised'",
+        "mask": "a bool",
+        "horizon": "an int >= 1",
+        "dominance": "a number in (0.5, 1]",
+        "render_mode": "None (bizsim has no rendering)",
+    }
     for key, ok in checks.items():
         if not ok(cfg[key]):
             raise ValueError(f"bizsim config key {key!r} must be {hints[key]}, got {cfg[key]!r}")
@@ -89,8 +103,8 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
         W, U, T = (int(n) for n in self.nvec)
         mask = np.asarray(mask)
         what = mask[:W]
-        units = mask[W:W + self.n_unit_rows * U].reshape(self.n_unit_rows, U)
-        targets = mask[W + self.n_unit_rows * U:].reshape(self.n_target_rows, T)
+        units = mask[W : W + self.n_unit_rows * U].reshape(self.n_unit_rows, U)
+        targets = mask[W + self.n_unit_rows * U :].reshape(self.n_target_rows, T)
         w = int(self.np_random.choice(np.flatnonzero(what)))
         ur, tr = self.unit_row[w], self.target_row[w]
         u = int(self.np_random.choice(np.flatnonzero(units[ur]))) if ur >= 0 else int(self.np_random.integers(U))
@@ -137,35 +151,67 @@ class BizSimEnv(ParallelEnv):
 
     @functools.cache  # noqa: B019 - spaces cached per env, as PettingZoo recommends
     def observation_space(self, agent):
-        return spaces.Dict({"observations": spaces.Box(-1e6, 1e6, (self.obs_size,), np.float32),
-                            "action_mask": spaces.Box(0, 1, (self.mask_size,), np.int8)})
+        return spaces.Dict(
+            {
+                "observations": spaces.Box(-1e6, 1e6, (self.obs_size,), np.float32),
+                "action_mask": spaces.Box(0, 1, (self.mask_size,), np.int8),
+            }
+        )
 
     @functools.cache  # noqa: B019 - spaces cached per env, as PettingZoo recommends
     def action_space(self, agent):
         lo = self.layout
         if self.encoding == "flat":
             return spaces.Discrete(lo.n_actions)
-        return MaskedMultiDiscrete([lo.n_actions, lo.U, self.n_firms - 1], self._unit_row,
-                                   np.where(lo.verb == POACH, 0, -1), lo.P + 2, 1)
+        return MaskedMultiDiscrete(
+            [lo.n_actions, lo.U, self.n_firms - 1], self._unit_row, np.where(lo.verb == POACH, 0, -1), lo.P + 2, 1
+        )
 
     # ---- static tables --------------------------------------------------------------------------------------
     def _precompute(self):
         lo, F = self.layout, self.n_firms
         P, M, U, Rn, L = lo.P, lo.M, lo.U, lo.R, lo.L
         PM = P * M
-        sizes = [("cash", 1), ("nw", 1), ("inv", P), ("built", U), ("sprod", U), ("level", U), ("busy", U),
-                 ("tech", P), ("uc", P), ("price", PM), ("brand", PM), ("war", PM), ("res", Rn), ("alive", 1),
-                 ("nfac", 1)]
+        sizes = [
+            ("cash", 1),
+            ("nw", 1),
+            ("inv", P),
+            ("built", U),
+            ("sprod", U),
+            ("level", U),
+            ("busy", U),
+            ("tech", P),
+            ("uc", P),
+            ("price", PM),
+            ("brand", PM),
+            ("war", PM),
+            ("res", Rn),
+            ("alive", 1),
+            ("nfac", 1),
+        ]
         self._cols, start = {}, 0
         for name, n in sizes:
             self._cols[name] = (start, start + n)
             start += n
         self._width = start
         self._d_own = self._cols["nfac"][1]
-        self._own_scale = np.concatenate([
-            [1 / R.CASH0, 1 / R.CASH0], np.full(P, 1 / 20), np.ones(U), np.full(U, 1 / P), np.full(U, 1 / R.MAX_LEVEL),
-            np.full(U, 1 / R.BATCH_STEPS), np.full(P, 1 / R.MAX_TECH), np.full(P, 1 / R.BASE_PRICE), np.ones(PM),
-            np.full(PM, 1 / R.BRAND_MAX), np.full(PM, 1 / R.WAR_STEPS), np.ones(Rn), [1.0, 1 / U]])
+        self._own_scale = np.concatenate(
+            [
+                [1 / R.CASH0, 1 / R.CASH0],
+                np.full(P, 1 / 20),
+                np.ones(U),
+                np.full(U, 1 / P),
+                np.full(U, 1 / R.MAX_LEVEL),
+                np.full(U, 1 / R.BATCH_STEPS),
+                np.full(P, 1 / R.MAX_TECH),
+                np.full(P, 1 / R.BASE_PRICE),
+                np.ones(PM),
+                np.full(PM, 1 / R.BRAND_MAX),
+                np.full(PM, 1 / R.WAR_STEPS),
+                np.ones(Rn),
+                [1.0, 1 / U],
+            ]
+        )
         # a rival's public part is a subset of its own (scaled) block: alive, net worth, factories, price, brand, war
         pub = np.concatenate([np.arange(*self._cols[k]) for k in ("alive", "nw", "nfac", "price", "brand", "war")])
         self._perm = np.array([[(i + k) % F for k in range(1, F)] for i in range(F)])
@@ -176,10 +222,10 @@ class BizSimEnv(ParallelEnv):
         self._bp = R.BASE_PRICE * (1 + 0.15 * np.arange(P))
         self._uc0 = self._bp * R.UNIT_COST_FRAC
         self._bp_pm = np.repeat(self._bp, M)
-        self._pm_p = np.repeat(np.arange(P), M)                       # product of each product-market
+        self._pm_p = np.repeat(np.arange(P), M)  # product of each product-market
         self._mult = R.price_multipliers(L)
-        self._attract = self._mult ** -R.ELASTICITY
-        self._boost = R.WAR_DISCOUNT ** -R.ELASTICITY
+        self._attract = self._mult**-R.ELASTICITY
+        self._boost = R.WAR_DISCOUNT**-R.ELASTICITY
         self._res_product = np.arange(Rn) % P
         self._market_size = np.tile(1.0 / (1.0 + 0.3 * np.arange(M)), P) / P
         v = lo.verb
@@ -188,8 +234,10 @@ class BizSimEnv(ParallelEnv):
         self._a_pm = (np.maximum(lo.prod, 0) * M + np.maximum(lo.mkt, 0)).tolist()
         self._a_level = lo.level.tolist()
         self._a_res = lo.res.tolist()
-        index = {(int(a), int(b), int(c), int(d), int(e)): i
-                 for i, (a, b, c, d, e) in enumerate(zip(v, lo.prod, lo.mkt, lo.level, lo.res))}
+        index = {
+            (int(a), int(b), int(c), int(d), int(e)): i
+            for i, (a, b, c, d, e) in enumerate(zip(v, lo.prod, lo.mkt, lo.level, lo.res))
+        }
         self._produce_a = [index[(PRODUCE, p, -1, -1, -1)] for p in range(P)]
         self._build_a = np.array([index[(BUILD, p, -1, -1, -1)] for p in range(P)])
         self._upgrade_a = index[(UPGRADE, -1, -1, -1, -1)]
@@ -229,7 +277,7 @@ class BizSimEnv(ParallelEnv):
         self._bind_views()
         self.cash[:] = R.CASH0
         self.built[:, 0] = 1.0
-        self.sprod[:, 0] = 1.0                          # product + 1 (0 = empty slot)
+        self.sprod[:, 0] = 1.0  # product + 1 (0 = empty slot)
         self.uc[:] = self._uc0
         mid = lo.L // 2
         self.price[:] = self._mult[mid]
@@ -243,7 +291,7 @@ class BizSimEnv(ParallelEnv):
         self.level_i = np.zeros((F, U), np.int64)
         self.tech_i = np.zeros((F, P), np.int64)
         self.pl = np.full((F, PM), mid, np.int64)
-        self.of_product = self.sprod_i[:, None, :] == np.arange(P)[None, :, None]      # (F, P, U)
+        self.of_product = self.sprod_i[:, None, :] == np.arange(P)[None, :, None]  # (F, P, U)
         self.attr0 = np.full((F, PM), self._attract[mid])
         self.price_abs = np.tile(self._bp_pm * self._mult[mid], (F, 1))
         self.book = np.full(F, R.BOOK_VALUE * R.BUILD_COST)
@@ -251,13 +299,13 @@ class BizSimEnv(ParallelEnv):
         self.res_holder = np.full(Rn, -1)
         self.res_price = np.zeros(Rn)
         self.held = np.zeros((F, P))
-        self.ledger_t = np.zeros((len(R.LEDGER), F))        # money flows by kind (rows) and firm
+        self.ledger_t = np.zeros((len(R.LEDGER), F))  # money flows by kind (rows) and firm
         self.n_alive = F
         self.invalid = np.zeros(F, np.int64)
         self.dropout = np.full(F, -1)
         self.final_score = np.zeros(F)
         need = np.tile(self._need_base, (F, 1))
-        need[:, 0] = -np.inf                              # the no-op is always allowed
+        need[:, 0] = -np.inf  # the no-op is always allowed
         need[:, self._produce_a] = self.uc
         need[:, self._upgrade_a] = R.UPGRADE_COST + R.RESERVE
         need[:, self._research_a] = R.RESEARCH_COST + R.RESERVE
@@ -266,7 +314,7 @@ class BizSimEnv(ParallelEnv):
             need[:, self._price_a[pm][mid]] = np.inf
         self.need = need
         self.mvec = np.zeros(self._d_mkt)
-        self._dyn = np.ones((F, 1 + 2 * P), bool)       # always | idle factory of p | goods of p in stock
+        self._dyn = np.ones((F, 1 + 2 * P), bool)  # always | idle factory of p | goods of p in stock
         self.demand = self._draw_demand()
         self.nw[:] = self.cash + self.book
         self._finish_step()
@@ -293,15 +341,15 @@ class BizSimEnv(ParallelEnv):
             noise = 0.8 + 0.4 * self._rng.random((self.horizon + 1, len(self._market_size)))
             self._demand_path = (R.DEMAND_PER_FIRM * self.n_firms) * self._market_size * noise
         demand = self._demand_path[self.t]
-        self.mvec[:len(demand)] = demand * (1.0 / (R.DEMAND_PER_FIRM * self.n_firms))
+        self.mvec[: len(demand)] = demand * (1.0 / (R.DEMAND_PER_FIRM * self.n_firms))
         return demand
 
     def _finish_step(self):
         """The flat mask for the state now (vectorised over firms)."""
-        idle = self.busy == 0                            # empty slots are never of a product, so need no check
+        idle = self.busy == 0  # empty slots are never of a product, so need no check
         dyn = self._dyn
-        np.logical_or.reduce(self.of_product & idle[:, None, :], 2, out=dyn[:, 1:1 + self.layout.P])
-        np.greater(self.inv, 0, out=dyn[:, 1 + self.layout.P:])
+        np.logical_or.reduce(self.of_product & idle[:, None, :], 2, out=dyn[:, 1 : 1 + self.layout.P])
+        np.greater(self.inv, 0, out=dyn[:, 1 + self.layout.P :])
         mask = dyn[:, self._didx]
         mask &= self.cash[:, None] >= self.need
         self._flat_mask = mask.view(np.int8)
@@ -312,8 +360,9 @@ class BizSimEnv(ParallelEnv):
         F = self.n_firms
         cash = self.cash[:, None]
         idle = (self.busy == 0) & self.built_b
-        prod_rows = (idle & (self.uc[self._rows[:, None], np.maximum(self.sprod_i, 0)] <= cash))[:, None, :] \
-            & self.of_product
+        prod_rows = (idle & (self.uc[self._rows[:, None], np.maximum(self.sprod_i, 0)] <= cash))[
+            :, None, :
+        ] & self.of_product
         build_row = ~self.built_b & (cash >= R.BUILD_COST + R.RESERVE)
         up_row = self.built_b & (self.level_i < R.MAX_LEVEL) & (R.UPGRADE_COST * (self.level_i + 1) + R.RESERVE <= cash)
         units = np.concatenate([prod_rows, build_row[:, None], up_row[:, None]], axis=1).reshape(F, -1)
@@ -323,8 +372,8 @@ class BizSimEnv(ParallelEnv):
         F, d0 = self.n_firms, self._d_own
         obs = np.empty((F, self.obs_size), np.float32)
         np.multiply(self.S[:, :d0], self._own_scale, out=obs[:, :d0])
-        obs[:, d0:d0 + self._d_mkt] = self.mvec
-        obs[:, d0 + self._d_mkt:] = obs[self._pub_index].reshape(F, -1)
+        obs[:, d0 : d0 + self._d_mkt] = self.mvec
+        obs[:, d0 + self._d_mkt :] = obs[self._pub_index].reshape(F, -1)
         if not self.masked:
             mask = np.ones((F, self.mask_size), np.int8)
         elif self.encoding == "flat":
@@ -385,12 +434,12 @@ class BizSimEnv(ParallelEnv):
     # ---- action-driven updates of the derived arrays ----------------------------------------------------------------
     def _refresh_upgrade_need(self, i):
         u = self._rule_upgrade(i)
-        self.need[i, self._upgrade_a] = (np.inf if u < 0 else
-                                         R.UPGRADE_COST * (self.level_i[i, u] + 1) + R.RESERVE)
+        self.need[i, self._upgrade_a] = np.inf if u < 0 else R.UPGRADE_COST * (self.level_i[i, u] + 1) + R.RESERVE
 
     def _refresh_unit_cost(self, i, p):
-        self.uc[i, p] = self._uc0[p] * (1.0 - R.TECH_STEP * self.tech_i[i, p]
-                                        - R.RESOURCE_DISCOUNT * min(self.held[i, p], 2))
+        self.uc[i, p] = self._uc0[p] * (
+            1.0 - R.TECH_STEP * self.tech_i[i, p] - R.RESOURCE_DISCOUNT * min(self.held[i, p], 2)
+        )
         self.need[i, self._produce_a[p]] = self.uc[i, p]
 
     # ---- step ---------------------------------------------------------------------------------------------------
@@ -436,8 +485,8 @@ class BizSimEnv(ParallelEnv):
         F, M = self.n_firms, self.layout.M
         cash_before = self.cash.copy()
         nw_before = self.nw.copy()
-        terms = np.zeros((len(R.REWARD_TERMS), F))      # rows as in R.REWARD_TERMS
-        produced, builds = terms[3], terms[4]            # filled by _apply
+        terms = np.zeros((len(R.REWARD_TERMS), F))  # rows as in R.REWARD_TERMS
+        produced, builds = terms[3], terms[4]  # filled by _apply
         bids = []
         for i, a, unit, target in self._decode(actions):
             self._apply(i, a, unit, target, produced, builds, bids)
@@ -452,7 +501,7 @@ class BizSimEnv(ParallelEnv):
             price = self.price_abs * np.where(at_war, R.WAR_DISCOUNT, 1.0)
         else:
             attract, price = self.brand * self.attr0, self.price_abs
-        stocked = np.sign(self.inv)                     # 1.0 where goods are in stock (inventory is never < 0)
+        stocked = np.sign(self.inv)  # 1.0 where goods are in stock (inventory is never < 0)
         if self.n_alive < F:
             stocked *= self.alive[:, None]
         attract *= stocked if self._single_market else stocked[:, self._pm_p]
@@ -517,16 +566,19 @@ class BizSimEnv(ParallelEnv):
         rewards_arr = (self._w @ terms).tolist()
         obs = self._observe()
         agents, names = self.agents, R.REWARD_TERMS
-        if len(agents) == F:                                       # everyone alive: seat order = firm order
+        if len(agents) == F:  # everyone alive: seat order = firm order
             observations, rewards = dict(zip(agents, obs)), dict(zip(agents, rewards_arr))
-            infos = {a: {"reward_terms": dict(zip(names, t)), "invalid_action": n}
-                     for a, t, n in zip(agents, terms.T.tolist(), self.invalid.tolist())}
+            infos = {
+                a: {"reward_terms": dict(zip(names, t)), "invalid_action": n}
+                for a, t, n in zip(agents, terms.T.tolist(), self.invalid.tolist())
+            }
         else:
             idx, tlist, inv_list = self.agent_index, terms.T.tolist(), self.invalid.tolist()
             observations = {a: obs[idx[a]] for a in agents}
             rewards = {a: rewards_arr[idx[a]] for a in agents}
-            infos = {a: {"reward_terms": dict(zip(names, tlist[idx[a]])), "invalid_action": inv_list[idx[a]]}
-                     for a in agents}
+            infos = {
+                a: {"reward_terms": dict(zip(names, tlist[idx[a]])), "invalid_action": inv_list[idx[a]]} for a in agents
+            }
         terminations = dict.fromkeys(agents, done)
         truncations = dict.fromkeys(agents, truncated)
         if any_broke:
@@ -578,8 +630,9 @@ class BizSimEnv(ParallelEnv):
             self.tech_i[i, p] += 1
             self.tech[i, p] += 1
             self._refresh_unit_cost(i, p)
-            self.need[i, self._research_a[p]] = (np.inf if self.tech_i[i, p] >= R.MAX_TECH else
-                                                 R.RESEARCH_COST * (self.tech_i[i, p] + 1) + R.RESERVE)
+            self.need[i, self._research_a[p]] = (
+                np.inf if self.tech_i[i, p] >= R.MAX_TECH else R.RESEARCH_COST * (self.tech_i[i, p] + 1) + R.RESERVE
+            )
             builds[i] = 1
         elif v == PRICE:
             level = self._a_level[a]

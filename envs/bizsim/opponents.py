@@ -83,13 +83,16 @@ class GreedyProducer(Opponent):
     up), markets its own brand when goods wait, researches cheaper production and expands while cash allows;
     never attacks rivals."""
 
-    expand_until = 0.6      # share of the episode during which it builds and upgrades
+    expand_until = 0.6  # share of the episode during which it builds and upgrades
 
     def produce(self, lo, d, mask, index):
         """Start a batch of the product with the least stock, unless stock already covers two batches."""
         cap = 2 * self.batch(d)
-        options = [(d["inventory"][p], p) for p in range(lo.P)
-                   if d["inventory"][p] < cap and _valid(mask, index, (PRODUCE, p, -1, -1, -1)) >= 0]
+        options = [
+            (d["inventory"][p], p)
+            for p in range(lo.P)
+            if d["inventory"][p] < cap and _valid(mask, index, (PRODUCE, p, -1, -1, -1)) >= 0
+        ]
         return index[(PRODUCE, min(options)[1], -1, -1, -1)] if options else -1
 
     def batch(self, d):
@@ -157,7 +160,7 @@ class Aggressive(GreedyProducer):
     """L3: the greedy producer plus attacks whenever goods wait to be sold and cash allows: poaches the strongest
     rival's customers, and starts price wars where its own stock piles up."""
 
-    aggression = 1.0        # probability of attacking on a free step (DriftingOpponent varies it)
+    aggression = 1.0  # probability of attacking on a free step (DriftingOpponent varies it)
 
     def attack(self, lo, d, mask, index):
         if self.rng.random() >= self.aggression or d["cash"] < 3 * R.POACH_COST + R.RESERVE:
@@ -203,8 +206,12 @@ class Adaptive(Aggressive):
         for pm in np.argsort(-gap, kind="stable"):
             p = int(pm) // lo.M
             a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
-            if a >= 0 and gap[pm] > 0 and d["inventory"][p] > self.batch(d) and \
-                    d["cash"] > 3 * R.MARKETING_COST + R.RESERVE:
+            if (
+                a >= 0
+                and gap[pm] > 0
+                and d["inventory"][p] > self.batch(d)
+                and d["cash"] > 3 * R.MARKETING_COST + R.RESERVE
+            ):
                 return a
         return -1
 
@@ -219,7 +226,7 @@ class Adaptive(Aggressive):
     def choose(self, lo, d, mask, index):
         brand = d["brand"]
         if self.last_brand is not None and (brand < self.last_brand - 0.05).any():
-            self.attacked = 5           # stay on guard for a few steps
+            self.attacked = 5  # stay on guard for a few steps
         self.last_brand = brand.copy()
         behind = d["net_worth"] < d["rival_net_worth"].max()
         if behind or self.attacked > 0:
@@ -335,7 +342,8 @@ def load_opponent(spec, folder=None):
     if hasattr(spec, "act") and hasattr(spec, "reset"):
         return spec
     accepted = f"use one of {', '.join(sorted(NAMED))}, 'package.module:ClassName'" + (
-        " or a snapshot folder" if folder is not None else "")
+        " or a snapshot folder" if folder is not None else ""
+    )
     if not isinstance(spec, str):
         raise ValueError(f"opponent spec must be a name or 'package.module:ClassName', got {spec!r}")
     if spec in NAMED:

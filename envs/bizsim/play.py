@@ -43,8 +43,11 @@ def play_step(env: BizSimEnv, players: dict, actions: dict | None = None, player
     """One step of the game: each live seat in `players` (seat -> player) acts, `actions` (agent -> action in the
     env's encoding) are the other seats' moves (a learner's). The env carries out actions in the order given (bids
     and poaching depend on it): the players' first unless `players_first` is False. Returns `env.step`'s dicts."""
-    moves = {a: player_action(env, env.agent_index[a], players[env.agent_index[a]])
-             for a in env.agents if env.agent_index[a] in players}
+    moves = {
+        a: player_action(env, env.agent_index[a], players[env.agent_index[a]])
+        for a in env.agents
+        if env.agent_index[a] in players
+    }
     given = actions or {}
     return env.step({**moves, **given} if players_first else {**given, **moves})
 
@@ -76,9 +79,14 @@ def play_episode(opponents, seed=None, **config) -> dict:
     final = next(iter(infos.values()))
     scores = [final["final_scores"][a] for a in env.possible_agents]
     winner = final["winner"]
-    return {"scores": scores, "ranks": [sum(other > mine for other in scores) for mine in scores],
-            "winner": None if winner is None else env.agent_index[winner], "outcome": outcome.tolist(),
-            "invalid": env.invalid.tolist(), "steps": env.t}
+    return {
+        "scores": scores,
+        "ranks": [sum(other > mine for other in scores) for mine in scores],
+        "winner": None if winner is None else env.agent_index[winner],
+        "outcome": outcome.tolist(),
+        "invalid": env.invalid.tolist(),
+        "steps": env.t,
+    }
 
 
 def seat_share(result: dict, seat: int) -> float:
@@ -102,8 +110,13 @@ def head_to_head(a, b, episodes=200, seed=0, **config) -> dict:
     for k in range(episodes):
         seats = (a, b) if k % 2 == 0 else (b, a)
         wins += seat_share(play_episode(list(seats), seed=seed + k // 2, **config), k % 2)
-    return {"a": a, "b": b, "episodes": episodes, "win_rate": wins / episodes,
-            "wilson_lower": wilson(wins, episodes)[0]}
+    return {
+        "a": a,
+        "b": b,
+        "episodes": episodes,
+        "win_rate": wins / episodes,
+        "wilson_lower": wilson(wins, episodes)[0],
+    }
 
 
 LADDER_PAIRS = (("L1", "L0"), ("L2", "L1"), ("L3", "L2"), ("L4", "L3"))
@@ -117,6 +130,7 @@ def ladder(episodes=200, seed=0, pairs=LADDER_PAIRS, **config) -> list:
 def ladder_table(rows) -> str:
     """The ladder as a Markdown table."""
     lines = ["| pair | episodes | win rate | Wilson 95% lower |", "|---|---|---|---|"]
-    lines += [f"| {r['a']} vs {r['b']} | {r['episodes']} | {r['win_rate']:.3f} | {r['wilson_lower']:.3f} |"
-              for r in rows]
+    lines += [
+        f"| {r['a']} vs {r['b']} | {r['episodes']} | {r['win_rate']:.3f} | {r['wilson_lower']:.3f} |" for r in rows
+    ]
     return "\n".join(lines)

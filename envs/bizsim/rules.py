@@ -26,38 +26,56 @@ VERB_NAMES = ("noop", "produce", "build", "upgrade", "research", "price", "marke
 
 # Economy (money in units where a firm starts with CASH0).
 CASH0 = 100.0
-BASE_PRICE = 10.0            # product p sells around BASE_PRICE * (1 + 0.15 p)
-UNIT_COST_FRAC = 0.4         # unit cost at tech 0, as a fraction of the base price
-TECH_STEP = 0.12             # each research level cuts unit cost by this fraction of the tech-0 cost
+BASE_PRICE = 10.0  # product p sells around BASE_PRICE * (1 + 0.15 p)
+UNIT_COST_FRAC = 0.4  # unit cost at tech 0, as a fraction of the base price
+TECH_STEP = 0.12  # each research level cuts unit cost by this fraction of the tech-0 cost
 MAX_TECH = 3
-RESOURCE_DISCOUNT = 0.2      # holding resource r cuts the unit cost of product r % P by this fraction
-CAPACITY = 8.0               # units per batch at factory level 0; level k makes CAPACITY * (1 + k)
+RESOURCE_DISCOUNT = 0.2  # holding resource r cuts the unit cost of product r % P by this fraction
+CAPACITY = 8.0  # units per batch at factory level 0; level k makes CAPACITY * (1 + k)
 MAX_LEVEL = 3
-BATCH_STEPS = 6              # a factory is busy this many steps after starting a batch
+BATCH_STEPS = 6  # a factory is busy this many steps after starting a batch
 BUILD_COST = 30.0
-UPGRADE_COST = 15.0          # times (level + 1)
-RESEARCH_COST = 20.0         # times (tech + 1)
-BOOK_VALUE = 0.5             # factories count at this fraction of what was invested in them
+UPGRADE_COST = 15.0  # times (level + 1)
+RESEARCH_COST = 20.0  # times (tech + 1)
+BOOK_VALUE = 0.5  # factories count at this fraction of what was invested in them
 MARKETING_COST, MARKETING_GAIN = 10.0, 0.4
 WAR_COST, WAR_STEPS, WAR_DISCOUNT, WAR_PRESSURE = 10.0, 6, 0.8, 0.96
 POACH_COST, POACH_FRACTION = 12.0, 0.25
 BRAND_MIN, BRAND_MAX, BRAND_DRIFT = 0.1, 5.0, 0.02
 BID_RESERVE, OUTBID = 15.0, 1.3
 OVERHEAD_BASE, OVERHEAD_FACTORY = 0.5, 0.3
-RESERVE = 20.0               # investments and campaigns need this much cash left after paying (production does not)
-HOLDING = 0.005              # per step, fraction of inventory value (at tech-0 unit cost)
+RESERVE = 20.0  # investments and campaigns need this much cash left after paying (production does not)
+HOLDING = 0.005  # per step, fraction of inventory value (at tech-0 unit cost)
 ELASTICITY = 2.0
-DEMAND_PER_FIRM = 3.0        # units per step per market (before size and noise), times n_firms
-OUTSIDE_OPTION = 0.5         # attractiveness of not buying, times n_firms
+DEMAND_PER_FIRM = 3.0  # units per step per market (before size and noise), times n_firms
+OUTSIDE_OPTION = 0.5  # attractiveness of not buying, times n_firms
 
 # Columns of the money ledger: sources (+), sinks (-), and transfers between firms (sum to zero over firms).
-LEDGER = ("sales", "production", "build", "upgrade", "research", "marketing", "price_war", "poach", "bid",
-          "bid_transfer", "overhead", "holding")
+LEDGER = (
+    "sales",
+    "production",
+    "build",
+    "upgrade",
+    "research",
+    "marketing",
+    "price_war",
+    "poach",
+    "bid",
+    "bid_transfer",
+    "overhead",
+    "holding",
+)
 VERB_LEDGER = {PRODUCE: 1, BUILD: 2, UPGRADE: 3, RESEARCH: 4, MARKETING: 5, WAR: 6, POACH: 7, BID: 8}
 
 REWARD_TERMS = ("outcome", "profit", "net_worth", "production", "builds", "share")
-DEFAULT_REWARD_WEIGHTS = {"outcome": 1.0, "profit": 0.0, "net_worth": 0.1, "production": 0.0, "builds": 0.0,
-                          "share": 0.0}
+DEFAULT_REWARD_WEIGHTS = {
+    "outcome": 1.0,
+    "profit": 0.0,
+    "net_worth": 0.1,
+    "production": 0.0,
+    "builds": 0.0,
+    "share": 0.0,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +96,7 @@ class Layout:
     mkt: np.ndarray
     level: np.ndarray
     res: np.ndarray
-    obs_slices: dict          # name -> (start, stop, shape) inside the observation vector
+    obs_slices: dict  # name -> (start, stop, shape) inside the observation vector
     obs_size: int
 
     @property
@@ -100,7 +118,7 @@ class Layout:
         return VERB_NAMES[v] + (f"({','.join(parts)})" if parts else "")
 
 
-PRICE_RANGE = (0.6, 1.4)     # lowest and highest price level, as multipliers of the base price
+PRICE_RANGE = (0.6, 1.4)  # lowest and highest price level, as multipliers of the base price
 
 
 def price_multipliers(L: int) -> np.ndarray:
@@ -124,11 +142,31 @@ def layout(n_firms: int, complexity: int) -> Layout:
     table = np.array(rows, dtype=np.int64)
 
     F, PM = n_firms, P * M
-    own = [("cash", (1,)), ("net_worth", (1,)), ("inventory", (P,)), ("slot_built", (U,)), ("slot_product", (U,)),
-           ("slot_level", (U,)), ("slot_busy", (U,)), ("tech", (P,)), ("unit_cost", (P,)), ("price", (PM,)),
-           ("brand", (PM,)), ("war", (PM,)), ("resources", (R,)), ("alive", (1,)), ("factories", (1,))]
-    rival = [("rival_alive", (F - 1, 1)), ("rival_net_worth", (F - 1, 1)), ("rival_factories", (F - 1, 1)),
-             ("rival_price", (F - 1, PM)), ("rival_brand", (F - 1, PM)), ("rival_war", (F - 1, PM))]
+    own = [
+        ("cash", (1,)),
+        ("net_worth", (1,)),
+        ("inventory", (P,)),
+        ("slot_built", (U,)),
+        ("slot_product", (U,)),
+        ("slot_level", (U,)),
+        ("slot_busy", (U,)),
+        ("tech", (P,)),
+        ("unit_cost", (P,)),
+        ("price", (PM,)),
+        ("brand", (PM,)),
+        ("war", (PM,)),
+        ("resources", (R,)),
+        ("alive", (1,)),
+        ("factories", (1,)),
+    ]
+    rival = [
+        ("rival_alive", (F - 1, 1)),
+        ("rival_net_worth", (F - 1, 1)),
+        ("rival_factories", (F - 1, 1)),
+        ("rival_price", (F - 1, PM)),
+        ("rival_brand", (F - 1, PM)),
+        ("rival_war", (F - 1, PM)),
+    ]
     market = [("demand", (PM,)), ("resource_price", (R,)), ("resource_held", (R,)), ("time", (1,))]
     slices, start = {}, 0
     for name, shape in own + market:
@@ -144,8 +182,23 @@ def layout(n_firms: int, complexity: int) -> Layout:
         offset += w
     slices["_rival_block"] = (start, start + (F - 1) * rival_width, (F - 1, rival_width))
     obs_size = start + (F - 1) * rival_width
-    return Layout(n_firms, complexity, P, M, U, R, L, len(table), table[:, 0], table[:, 1], table[:, 2],
-                  table[:, 3], table[:, 4], slices, obs_size)
+    return Layout(
+        n_firms,
+        complexity,
+        P,
+        M,
+        U,
+        R,
+        L,
+        len(table),
+        table[:, 0],
+        table[:, 1],
+        table[:, 2],
+        table[:, 3],
+        table[:, 4],
+        slices,
+        obs_size,
+    )
 
 
 def flat_action_counts() -> dict:
@@ -174,10 +227,25 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
     """
     vector = np.asarray(vector, dtype=np.float64)
     P, U, F = lo.P, lo.U, lo.n_firms
-    scale = {"cash": CASH0, "net_worth": CASH0, "inventory": 20.0, "slot_product": P, "slot_level": MAX_LEVEL,
-             "slot_busy": BATCH_STEPS, "tech": MAX_TECH, "unit_cost": BASE_PRICE, "brand": BRAND_MAX,
-             "war": WAR_STEPS, "factories": U, "demand": DEMAND_PER_FIRM * F, "resource_price": CASH0,
-             "rival_net_worth": CASH0, "rival_factories": U, "rival_brand": BRAND_MAX, "rival_war": WAR_STEPS}
+    scale = {
+        "cash": CASH0,
+        "net_worth": CASH0,
+        "inventory": 20.0,
+        "slot_product": P,
+        "slot_level": MAX_LEVEL,
+        "slot_busy": BATCH_STEPS,
+        "tech": MAX_TECH,
+        "unit_cost": BASE_PRICE,
+        "brand": BRAND_MAX,
+        "war": WAR_STEPS,
+        "factories": U,
+        "demand": DEMAND_PER_FIRM * F,
+        "resource_price": CASH0,
+        "rival_net_worth": CASH0,
+        "rival_factories": U,
+        "rival_brand": BRAND_MAX,
+        "rival_war": WAR_STEPS,
+    }
     start, stop, shape = lo.obs_slices["_rival_block"]
     rivals = vector[start:stop].reshape(shape)
     out = {}
@@ -186,7 +254,7 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
             continue
         if spec[0] == "rival":
             _, _, offset, width, _ = spec
-            part = rivals[:, offset:offset + width]
+            part = rivals[:, offset : offset + width]
             out[name] = part[:, 0] if width == 1 else part
         else:
             a, b, _ = spec
@@ -194,7 +262,7 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
         out[name] = out[name] * scale.get(name, 1.0)
     for name in ("cash", "net_worth", "time"):
         out[name] = float(out[name][0])
-    out["slot_product"] = np.rint(out["slot_product"]).astype(int) - 1       # -1 = empty slot
+    out["slot_product"] = np.rint(out["slot_product"]).astype(int) - 1  # -1 = empty slot
     out["slot_level"] = np.rint(out["slot_level"]).astype(int)
     out["slot_busy"] = np.rint(out["slot_busy"]).astype(int)
     out["tech"] = np.rint(out["tech"]).astype(int)
@@ -204,5 +272,7 @@ def decode_observation(vector: np.ndarray, lo: Layout) -> dict:
 @cache
 def action_index(lo: Layout) -> dict:
     """(verb, product, market, level, resource) -> flat action index, -1 for unused parts."""
-    return {(int(v), int(p), int(m), int(lv), int(r)): i
-            for i, (v, p, m, lv, r) in enumerate(zip(lo.verb, lo.prod, lo.mkt, lo.level, lo.res))}
+    return {
+        (int(v), int(p), int(m), int(lv), int(r)): i
+        for i, (v, p, m, lv, r) in enumerate(zip(lo.verb, lo.prod, lo.mkt, lo.level, lo.res))
+    }

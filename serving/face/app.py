@@ -14,7 +14,6 @@ All models are trained on synthetic data (workloads/face/README.md): the figures
 demonstrations, not evidence about real faces.
 """
 
-
 import asyncio
 from typing import Any
 
@@ -30,8 +29,10 @@ from workloads.images import ImageError, decode_image
 
 api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
-MATCH_LIMITS = ("the matcher learned from one picture per person: a high score means 'same picture seen under "
-                "other conditions', not a verified identity")
+MATCH_LIMITS = (
+    "the matcher learned from one picture per person: a high score means 'same picture seen under "
+    "other conditions', not a verified identity"
+)
 MAX_FRAMES = 8
 
 
@@ -39,7 +40,7 @@ def capture(img: np.ndarray, side: int) -> np.ndarray:
     """The centre square of an RGB image at `side` px, the size the spoof experts were trained on."""
     h, w = img.shape[:2]
     s = min(h, w)
-    sq = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    sq = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
     if s == side:
         return np.ascontiguousarray(sq)
     return cv2.resize(sq, (side, side), interpolation=cv2.INTER_AREA if s > side else cv2.INTER_LINEAR)
@@ -49,8 +50,15 @@ def capture(img: np.ndarray, side: int) -> np.ndarray:
 class FaceExpert:
     """One expert of the face bundle; `role` says which. Requests are batched."""
 
-    def __init__(self, role: str, registry: str | None = None, version: str = "latest", threads: int = 1,
-                 max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
+    def __init__(
+        self,
+        role: str,
+        registry: str | None = None,
+        version: str = "latest",
+        threads: int = 1,
+        max_batch_size: int = 8,
+        batch_wait_timeout_s: float = 0.005,
+    ):
         import torch
 
         from workloads.face import train
@@ -74,8 +82,12 @@ class FaceExpert:
         if self.role == "quality":
             values = [quality.measures(img) for img in items]
             probs = m.spoof("quality", values)
-            verdicts = [quality.verdict(v, m.limits) if m.limits else
-                        dict(acceptable=None, guidance=["no quality limits: the model is untrained"]) for v in values]
+            verdicts = [
+                quality.verdict(v, m.limits)
+                if m.limits
+                else dict(acceptable=None, guidance=["no quality limits: the model is untrained"])
+                for v in values
+            ]
             return [dict(spoof=float(p), **v) for p, v in zip(probs, verdicts)]
         if self.role == "motion":
             return m.spoof("motion", [motion.features(frames) for frames in items]).tolist()
@@ -98,8 +110,9 @@ class FaceVerify(ModelApp):
     task, note = "face", "models trained on synthetic data only (scikit-image pictures, synthesised attacks)"
     untrained = "untrained fallback models: no face bundle in the registry or builtin; every score is meaningless"
 
-    def __init__(self, experts: dict, registry: str | None = None, version: str = "latest",
-                 max_pixels: int = 16_000_000):
+    def __init__(
+        self, experts: dict, registry: str | None = None, version: str = "latest", max_pixels: int = 16_000_000
+    ):
         from workloads.face import train
 
         self.experts = experts
@@ -111,8 +124,11 @@ class FaceVerify(ModelApp):
     async def _images(self, request: Request) -> tuple[list[np.ndarray], np.ndarray]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "multipart/form-data":
-            raise HTTPException(415, f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data with "
-                                     "'selfie' (1 to 8 parts) and 'id_photo' file fields")
+            raise HTTPException(
+                415,
+                f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data with "
+                "'selfie' (1 to 8 parts) and 'id_photo' file fields",
+            )
         await read_body(request)  # size and emptiness checks before parsing the form
         try:
             form = await request.form(max_files=MAX_FRAMES + 1)
@@ -146,34 +162,47 @@ class FaceVerify(ModelApp):
         h = self.experts
         gray = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # noqa: E731
         (sel_deg, sel_conf), (id_deg, id_conf) = await asyncio.gather(
-            h["orientation"].run.remote(gray(frames[0])), h["orientation"].run.remote(gray(id_photo)))
+            h["orientation"].run.remote(gray(frames[0])), h["orientation"].run.remote(gray(id_photo))
+        )
         from workloads.face.models import upright
 
         frames = [capture(upright(f, sel_deg), self.capture) for f in frames]
         id_up = upright(id_photo, id_deg)
         selfie = frames[0]
-        calls = [h["quality"].run.remote(selfie), h["patch_low"].run.remote(selfie),
-                 h["patch_high"].run.remote(selfie), h["matcher"].run.remote((gray(id_up), gray(selfie)))]
+        calls = [
+            h["quality"].run.remote(selfie),
+            h["patch_low"].run.remote(selfie),
+            h["patch_high"].run.remote(selfie),
+            h["matcher"].run.remote((gray(id_up), gray(selfie))),
+        ]
         if len(frames) >= 2:
             calls.append(h["motion"].run.remote(frames))
         results = await asyncio.gather(*calls)
         qual, p_low, p_high, match = results[:4]
         p_motion = results[4] if len(frames) >= 2 else None
-        probs = dict(quality=qual["spoof"], patch_low=p_low, patch_high=p_high,
-                     motion=0.5 if p_motion is None else p_motion)
+        probs = dict(
+            quality=qual["spoof"], patch_low=p_low, patch_high=p_high, motion=0.5 if p_motion is None else p_motion
+        )
         fused = float(self.models.fuse({k: np.array([v]) for k, v in probs.items()})[0])
         threshold = float(self.models.thresholds.get("ensemble", 0.5))
         body: dict[str, Any] = dict(
             model=self.info(),
-            orientation=dict(selfie=dict(rotated_by=sel_deg, confidence=round(sel_conf, 4)),
-                             id_photo=dict(rotated_by=id_deg, confidence=round(id_conf, 4)),
-                             note="degrees counter-clockwise the upload was rotated by; the app turned it upright"),
+            orientation=dict(
+                selfie=dict(rotated_by=sel_deg, confidence=round(sel_conf, 4)),
+                id_photo=dict(rotated_by=id_deg, confidence=round(id_conf, 4)),
+                note="degrees counter-clockwise the upload was rotated by; the app turned it upright",
+            ),
             quality=dict(acceptable=qual["acceptable"], guidance=qual["guidance"]),
-            spoof=dict(experts=dict(quality=qual["spoof"], patch_low=p_low, patch_high=p_high, motion=p_motion),
-                       fused=round(fused, 4), threshold=threshold, verdict="attack" if fused >= threshold else "live",
-                       frames=len(frames), note=None if p_motion is not None else
-                       "one frame only: send 2-8 'selfie' frames for the motion expert"),
-            match=dict(score=round(match, 4), note=MATCH_LIMITS))
+            spoof=dict(
+                experts=dict(quality=qual["spoof"], patch_low=p_low, patch_high=p_high, motion=p_motion),
+                fused=round(fused, 4),
+                threshold=threshold,
+                verdict="attack" if fused >= threshold else "live",
+                frames=len(frames),
+                note=None if p_motion is not None else "one frame only: send 2-8 'selfie' frames for the motion expert",
+            ),
+            match=dict(score=round(match, 4), note=MATCH_LIMITS),
+        )
         return self.warned(body)
 
     async def health_body(self) -> dict[str, Any]:
@@ -187,8 +216,19 @@ def build_app(args: dict[str, Any] | None = None):
     num_cpus (each expert), ingress_num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/
     target_ongoing_requests, max_ongoing_requests, max_queued_requests, max_pixels."""
     args = dict(args or {})
-    experts = {role: bind(FaceExpert.options(name=f"Face_{role}"), args, num_cpus=0.05, role=role,
-                          **model_args(args, max_pixels=None)) for role in ROLES}
+    experts = {
+        role: bind(
+            FaceExpert.options(name=f"Face_{role}"), args, num_cpus=0.05, role=role, **model_args(args, max_pixels=None)
+        )
+        for role in ROLES
+    }
     ingress = dict(args, num_cpus=args.get("ingress_num_cpus", 0.05), num_gpus=0)
-    return bind(FaceVerify, ingress, batched=False, experts=experts, registry=args.get("registry"),
-                version=args.get("version", "latest"), max_pixels=int(args.get("max_pixels", 16_000_000)))
+    return bind(
+        FaceVerify,
+        ingress,
+        batched=False,
+        experts=experts,
+        registry=args.get("registry"),
+        version=args.get("version", "latest"),
+        max_pixels=int(args.get("max_pixels", 16_000_000)),
+    )

@@ -12,7 +12,6 @@ a replica that already holds that publisher's model. Models: `<registry>/news/<p
 The API key is an app arg (`api_key`) or $DLWILD_NEWS_API_KEY; without one, /news/corrections answers 503.
 """
 
-
 import asyncio
 import base64
 import binascii
@@ -49,16 +48,24 @@ class Segmenter:
         self.publisher, self.model, self.meta, self.trained = publisher, model, meta, trained
 
     def info(self) -> dict[str, Any]:
-        return dict(publisher=self.publisher, name=self.meta.get("name"), version=self.meta.get("version"),
-                    trained=self.trained)
+        return dict(
+            publisher=self.publisher, name=self.meta.get("name"), version=self.meta.get("version"), trained=self.trained
+        )
 
 
 @serve.deployment
 @serve.ingress(api)
 class NewsSegmenter:
-    def __init__(self, registry: str | None = None, api_key: str | None = None, corrections_db: str | None = None,
-                 max_pixels: int = MAX_PIXELS, threads: int = 1,
-                 max_batch_size: int = 4, batch_wait_timeout_s: float = 0.005):
+    def __init__(
+        self,
+        registry: str | None = None,
+        api_key: str | None = None,
+        corrections_db: str | None = None,
+        max_pixels: int = MAX_PIXELS,
+        threads: int = 1,
+        max_batch_size: int = 4,
+        batch_wait_timeout_s: float = 0.005,
+    ):
         import torch
 
         from workloads.vision import news
@@ -146,8 +153,13 @@ class NewsSegmenter:
         for i, (pub, _) in enumerate(items):
             boxes = news.boxes_from_mask(masks[i]) if i in masks else []
             articles = [dict(id=k, box=b) for k, b in enumerate(boxes, 1)]
-            results.append(dict(p_article=float(p_article[i]), articles=articles,
-                                model=models[pub].info() if pub in models else None))
+            results.append(
+                dict(
+                    p_article=float(p_article[i]),
+                    articles=articles,
+                    model=models[pub].info() if pub in models else None,
+                )
+            )
         return results
 
     def _warnings(self, segmenter: dict | None) -> list[str]:
@@ -161,10 +173,16 @@ class NewsSegmenter:
         name = self._publisher(request, publisher)
         img, _ = await read_image(request, self.max_pixels)
         res = await self.segment_batch((name, img))
-        body = dict(publisher=name, is_article=res["p_article"] >= 0.5, p_article=round(res["p_article"], 4),
-                    articles=res["articles"], width=img.shape[1], height=img.shape[0],
-                    preclassifier=dict(version=self.forest_meta.get("version"), trained=self.forest is not None),
-                    model=res["model"] or (await self.get_model(name)).info())
+        body = dict(
+            publisher=name,
+            is_article=res["p_article"] >= 0.5,
+            p_article=round(res["p_article"], 4),
+            articles=res["articles"],
+            width=img.shape[1],
+            height=img.shape[0],
+            preclassifier=dict(version=self.forest_meta.get("version"), trained=self.forest is not None),
+            model=res["model"] or (await self.get_model(name)).info(),
+        )
         warnings = self._warnings(body["model"])
         if warnings:
             body["warning"] = "; ".join(warnings)
@@ -204,8 +222,12 @@ class NewsSegmenter:
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
         await asyncio.to_thread(self.check_health)
-        body = dict(status="ok", preclassifier_trained=self.forest is not None,
-                    corrections=self.store.count(), publishers=self.list_publishers()["publishers"])
+        body = dict(
+            status="ok",
+            preclassifier_trained=self.forest is not None,
+            corrections=self.store.count(),
+            publishers=self.list_publishers()["publishers"],
+        )
         warnings = self._warnings(None)
         if warnings:
             body["warning"] = "; ".join(warnings)
@@ -224,6 +246,13 @@ def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args: registry, api_key (else $DLWILD_NEWS_API_KEY), corrections_db, max_batch_size,
     batch_wait_timeout_s, threads, num_cpus, num_gpus, replica and queue limits as for /omr, max_pixels."""
     args = dict(args or {})
-    return bind(NewsSegmenter, args, default_batch=4, api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
-                corrections_db=args.get("corrections_db"), registry=args.get("registry"),
-                max_pixels=int(args.get("max_pixels", MAX_PIXELS)), threads=int(args.get("threads", 1)))
+    return bind(
+        NewsSegmenter,
+        args,
+        default_batch=4,
+        api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
+        corrections_db=args.get("corrections_db"),
+        registry=args.get("registry"),
+        max_pixels=int(args.get("max_pixels", MAX_PIXELS)),
+        threads=int(args.get("threads", 1)),
+    )

@@ -9,7 +9,6 @@ The model is `<registry>/omr/<model>/<version>` (registry: app arg `registry`, e
 case every response and the health endpoint carry a warning.
 """
 
-
 import asyncio
 import base64
 from typing import Any
@@ -31,9 +30,17 @@ class OMRDetector(ModelApp):
     task = "omr"
     untrained = "untrained fallback model: no omr model in the registry or builtin; detections are meaningless"
 
-    def __init__(self, registry: str | None = None, model: str = "dwd", version: str = "latest",
-                 max_pixels: int = MAX_PIXELS, threads: int = 1, device: str = "auto",
-                 max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
+    def __init__(
+        self,
+        registry: str | None = None,
+        model: str = "dwd",
+        version: str = "latest",
+        max_pixels: int = MAX_PIXELS,
+        threads: int = 1,
+        device: str = "auto",
+        max_batch_size: int = 8,
+        batch_wait_timeout_s: float = 0.005,
+    ):
         import torch
 
         from workloads.pages.schema import classes
@@ -64,12 +71,14 @@ class OMRDetector(ModelApp):
         return await asyncio.to_thread(self._run, images)
 
     @api.post("/detect")
-    async def detect(self, request: Request, overlay: bool = False,
-                     min_score: float = Query(0.3, ge=0.0, le=1.0)) -> dict[str, Any]:
+    async def detect(
+        self, request: Request, overlay: bool = False, min_score: float = Query(0.3, ge=0.0, le=1.0)
+    ) -> dict[str, Any]:
         img, _ = await read_image(request, self.max_pixels)
         symbols = [s for s in await self.detect_batch(img) if s["score"] >= min_score]
-        body: dict[str, Any] = self.warned(dict(model=self.info(), width=img.shape[1], height=img.shape[0],
-                                                count=len(symbols), symbols=symbols))
+        body: dict[str, Any] = self.warned(
+            dict(model=self.info(), width=img.shape[1], height=img.shape[0], count=len(symbols), symbols=symbols)
+        )
         if overlay:
             import cv2
 
@@ -90,5 +99,6 @@ def build_app(args: dict[str, Any] | None = None):
     threads, device, num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests,
     max_ongoing_requests, max_queued_requests, max_pixels."""
     args = dict(args or {})
-    return bind(OMRDetector, args, **model_args(args), model=args.get("model", "dwd"),
-                device=args.get("device", "auto"))
+    return bind(
+        OMRDetector, args, **model_args(args), model=args.get("model", "dwd"), device=args.get("device", "auto")
+    )

@@ -11,7 +11,6 @@ the local spatial entropy of the first layer's feature maps (workloads/qc/models
 trained on synthetic tubes only; images are turned to gray and resized to its input size.
 """
 
-
 import asyncio
 import base64
 from typing import Any
@@ -34,8 +33,15 @@ class QCInspector(ModelApp):
     task, note = "qc", "model trained on synthetic tube images only"
     untrained = "untrained fallback model: no qc model in the registry or builtin; outputs are meaningless"
 
-    def __init__(self, registry: str | None = None, version: str = "latest", max_pixels: int = MAX_PIXELS,
-                 threads: int = 1, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.005):
+    def __init__(
+        self,
+        registry: str | None = None,
+        version: str = "latest",
+        max_pixels: int = MAX_PIXELS,
+        threads: int = 1,
+        max_batch_size: int = 8,
+        batch_wait_timeout_s: float = 0.005,
+    ):
         import torch
 
         from workloads.qc import data, models
@@ -43,8 +49,15 @@ class QCInspector(ModelApp):
 
         torch.set_num_threads(threads)
         self.model = models.DefectCNN()
-        files = self.load(models.NAME, version, registry, size=data.SIZE, decision_threshold=0.5,
-                          entropy_scale=[1.0] * self.model.stem[0].out_channels, entropy_threshold=float("inf"))
+        files = self.load(
+            models.NAME,
+            version,
+            registry,
+            size=data.SIZE,
+            decision_threshold=0.5,
+            entropy_scale=[1.0] * self.model.stem[0].out_channels,
+            entropy_threshold=float("inf"),
+        )
         if files:
             self.model.load_state_dict(torch_state(files["weights.pt"]))
         self.model.eval()
@@ -56,8 +69,12 @@ class QCInspector(ModelApp):
     def _run(self, images: list[np.ndarray]) -> list[dict]:
         from workloads.qc import models
 
-        x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-                      for im in images])
+        x = np.stack(
+            [
+                cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+                for im in images
+            ]
+        )
         probs = models.predict(self.model, x)
         entropy = models.spatial_entropy(self.model, x, self.meta["entropy_scale"])
         sal = models.guided_backprop(self.model, x)
@@ -77,11 +94,17 @@ class QCInspector(ModelApp):
         r = await self.inspect_batch(img)
         threshold, e_thr = float(self.meta["decision_threshold"]), float(self.meta["entropy_threshold"])
         body: dict[str, Any] = dict(
-            model=self.info(), defect_probability=round(r["p"], 5), defect=r["p"] >= threshold,
+            model=self.info(),
+            defect_probability=round(r["p"], 5),
+            defect=r["p"] >= threshold,
             decision_threshold=threshold,
-            adversarial=dict(flag=r["entropy"] > e_thr, spatial_entropy=round(r["entropy"], 4),
-                             threshold=e_thr if np.isfinite(e_thr) else None),
-            input_size=[int(img.shape[1]), int(img.shape[0])])
+            adversarial=dict(
+                flag=r["entropy"] > e_thr,
+                spatial_entropy=round(r["entropy"], 4),
+                threshold=e_thr if np.isfinite(e_thr) else None,
+            ),
+            input_size=[int(img.shape[1]), int(img.shape[0])],
+        )
         if saliency:
             body["saliency_png"] = r["saliency"]
         return self.warned(body)

@@ -22,8 +22,12 @@ from serving.tune_dashboard.experiments import ExperimentStore
 HERE = Path(__file__).parent
 PROJECT_ROOT = HERE.parent.parent
 NO_STORE = {"Cache-Control": "no-store"}
-PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
-                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 api = FastAPI(title="dlwild Tune dashboard", description="Tune experiments of the run storage, read-only.")
 

@@ -32,11 +32,29 @@ MAX_DEPTH = 6  # runs/automl-compare/<ts>/<data set>/<searcher>/tune is 5 below 
 RUNNING_WINDOW_S = 120.0  # a state file older than this with unfinished trials: the run was interrupted
 MAX_JSON_BYTES = 64 * 2**20
 MAX_PANELS = 24
-METADATA_KEYS = ("workload", "searcher", "dataset", "metric", "mode", "budget_s", "group", "label", "started",
-                 "status", "curve_x", "curve_y", "group_by")
+METADATA_KEYS = (
+    "workload",
+    "searcher",
+    "dataset",
+    "metric",
+    "mode",
+    "budget_s",
+    "group",
+    "label",
+    "started",
+    "status",
+    "curve_x",
+    "curve_y",
+    "group_by",
+)
 CURVE_Y = ("env_runners/episode_return_mean", "episode_return_mean", "episode_reward_mean", "episode_return")
-CURVE_X = ("num_env_steps_sampled_lifetime", "env_runners/num_env_steps_sampled_lifetime", "env_steps",
-           "timesteps_total", "training_iteration")
+CURVE_X = (
+    "num_env_steps_sampled_lifetime",
+    "env_runners/num_env_steps_sampled_lifetime",
+    "env_steps",
+    "timesteps_total",
+    "training_iteration",
+)
 MIN_WORDS = ("loss", "error", "mse", "rmse", "mae", "regret", "time")
 UNFINISHED = {"RUNNING", "PENDING", "PAUSED"}
 
@@ -79,16 +97,18 @@ def _parse_state(raw: bytes) -> tuple[dict, list[dict]]:
     for pair in state.pop("trial_data", None) or []:
         trial, runtime = (json.loads(part) if isinstance(part, str) else part for part in pair)
         last = runtime.get("last_result") or {}
-        trials.append({
-            "trial_id": trial.get("trial_id") or last.get("trial_id"),
-            "trainable": trial.get("trainable_name"),
-            "status": trial.get("status"),
-            "config": {k: _jsonable(v) for k, v in _flatten(trial.get("config") or {}).items()},
-            "last": _flatten(last),
-            "start_time": runtime.get("start_time"),
-            "result_time": runtime.get("last_result_time"),
-            "folder": trial.get("relative_logdir"),
-        })
+        trials.append(
+            {
+                "trial_id": trial.get("trial_id") or last.get("trial_id"),
+                "trainable": trial.get("trainable_name"),
+                "status": trial.get("status"),
+                "config": {k: _jsonable(v) for k, v in _flatten(trial.get("config") or {}).items()},
+                "last": _flatten(last),
+                "start_time": runtime.get("start_time"),
+                "result_time": runtime.get("last_result_time"),
+                "folder": trial.get("relative_logdir"),
+            }
+        )
     return state, trials
 
 
@@ -178,17 +198,22 @@ class ExperimentStore:
                 continue
             # Oldest session first, by the session timestamp in the name: a restore re-uploads the older
             # files, so their mtimes say nothing.
-            states = sorted((c for c in children if c.type == pafs.FileType.File and STATE_RE.match(c.base_name)),
-                            key=lambda c: c.base_name)
+            states = sorted(
+                (c for c in children if c.type == pafs.FileType.File and STATE_RE.match(c.base_name)),
+                key=lambda c: c.base_name,
+            )
             if states:
-                rel = folder[len(self.root):].strip("/")
+                rel = folder[len(self.root) :].strip("/")
                 name = rel.replace("/", ".") if rel else folder.rstrip("/").rsplit("/", 1)[-1]
                 if valid_name(name) and name not in found:
                     found[name] = _Entry(name, folder, states)
                 continue
             if depth < MAX_DEPTH:
-                frontier.extend((c.path, depth + 1) for c in children
-                                if c.type == pafs.FileType.Directory and not c.base_name.startswith("."))
+                frontier.extend(
+                    (c.path, depth + 1)
+                    for c in children
+                    if c.type == pafs.FileType.Directory and not c.base_name.startswith(".")
+                )
         return found
 
     def _entries(self) -> dict[str, _Entry]:
@@ -203,10 +228,15 @@ class ExperimentStore:
     def _metadata(self, entry: _Entry, state: dict) -> dict[str, Any]:
         """Workload facts: Tune's own files first, then the run's config/summary/state.json, then dlwild.json."""
         parent = entry.path.rstrip("/").rsplit("/", 1)[0]
-        files = [f"{parent}/config.json", f"{parent}/state.json", f"{parent}/summary.json",
-                 f"{parent}/dlwild.json", f"{entry.path}/dlwild.json"]
+        files = [
+            f"{parent}/config.json",
+            f"{parent}/state.json",
+            f"{parent}/summary.json",
+            f"{parent}/dlwild.json",
+            f"{entry.path}/dlwild.json",
+        ]
         meta: dict[str, Any] = {"metric": (state.get("runner_data") or {}).get("_metric")}
-        rel = entry.path[len(self.root):].strip("/").split("/")
+        rel = entry.path[len(self.root) :].strip("/").split("/")
         if len(rel) >= 3:  # runs/<workload>/<timestamp>/... as workloads.contract.run_dir lays it out
             meta["workload"] = rel[0]
         if len(rel) >= 5:  # <out>/<data set>/<searcher>/tune, as workloads.automl.compare lays it out
@@ -263,8 +293,14 @@ class ExperimentStore:
         for t in trials:
             t["score"] = _number(t["last"].get(metric)) if metric else None
             t["fit_time"] = _number(t["last"].get("fit_time", t["last"].get("time_total_s")))
-            end = next((_number(v) for v in (t["last"].get("end_time"), t["result_time"], t["last"].get("timestamp"))
-                        if _number(v) is not None), None)
+            end = next(
+                (
+                    _number(v)
+                    for v in (t["last"].get("end_time"), t["result_time"], t["last"].get("timestamp"))
+                    if _number(v) is not None
+                ),
+                None,
+            )
             t["end_s"] = round(end - started, 3) if end is not None and started is not None else None
         scores = [t["score"] for t in trials if t["score"] is not None]
         best = (max if mode == "max" else min)(scores) if scores else None
@@ -279,7 +315,7 @@ class ExperimentStore:
         ends = [t["end_s"] for t in trials if t["end_s"] is not None]
         summary = {
             "name": entry.name,
-            "path": entry.path[len(self.root):].strip("/") or entry.name,
+            "path": entry.path[len(self.root) :].strip("/") or entry.name,
             "workload": meta.get("workload") or "",
             "searcher": meta.get("searcher") or "",
             "dataset": meta.get("dataset") or "",
@@ -322,21 +358,41 @@ class ExperimentStore:
                         continue
                     o_summary, o_trials, o_meta = self._summarise(other)
                     if o_meta.get("group") == meta["group"]:
-                        series.append(self._anytime(o_summary["searcher"] or other.name, o_trials,
-                                                    o_summary["mode"]))
+                        series.append(self._anytime(o_summary["searcher"] or other.name, o_trials, o_summary["mode"]))
             curves = self._curves(entry, trials, meta)
-        rows = [{"trial_id": t["trial_id"], "status": t["status"], "score": t["score"], "fit_time": t["fit_time"],
-                 "end_s": t["end_s"], "config": t["config"]} for t in trials]
-        return {**summary, "group": meta.get("group") or "", "trials": rows, "anytime": series,
-                "params": self._params(trials), "curves": curves}
+        rows = [
+            {
+                "trial_id": t["trial_id"],
+                "status": t["status"],
+                "score": t["score"],
+                "fit_time": t["fit_time"],
+                "end_s": t["end_s"],
+                "config": t["config"],
+            }
+            for t in trials
+        ]
+        return {
+            **summary,
+            "group": meta.get("group") or "",
+            "trials": rows,
+            "anytime": series,
+            "params": self._params(trials),
+            "curves": curves,
+        }
 
     # -- derived views ---------------------------------------------------------------------------------------
 
     @staticmethod
     def _anytime(label: str, trials: list[dict], mode: str) -> dict:
         """Best score so far against seconds since start, one point per finished trial (step curve)."""
-        finished = sorted((t for t in trials if t["status"] in ("TERMINATED", "ERROR") and t["score"] is not None
-                           and t["end_s"] is not None), key=lambda t: t["end_s"])
+        finished = sorted(
+            (
+                t
+                for t in trials
+                if t["status"] in ("TERMINATED", "ERROR") and t["score"] is not None and t["end_s"] is not None
+            ),
+            key=lambda t: t["end_s"],
+        )
         points, best = [], None
         for t in finished:
             if best is None or (t["score"] > best if mode == "max" else t["score"] < best):
@@ -357,8 +413,13 @@ class ExperimentStore:
             if len(set(map(str, present))) < 2:
                 continue  # constant: nothing to see against the score
             numeric = all(_number(v) is not None for v in present)
-            params.append({"name": key, "kind": "numeric" if numeric else "categorical",
-                           "values": values if numeric else [None if v is None else str(v) for v in values]})
+            params.append(
+                {
+                    "name": key,
+                    "kind": "numeric" if numeric else "categorical",
+                    "values": values if numeric else [None if v is None else str(v) for v in values],
+                }
+            )
         return params[:MAX_PANELS]
 
     def _curves(self, entry: _Entry, trials: list[dict], meta: dict) -> list[dict]:
@@ -377,6 +438,7 @@ class ExperimentStore:
                 continue
             algo_key = group_by or next((k for k in t["config"] if k == "algo" or k.endswith("/algo")), None)
             algo = (t["config"].get(algo_key) if algo_key else None) or t["trainable"]
-            curves.append({"trial_id": t["trial_id"], "algorithm": str(algo),
-                           "points": self._read_results(info, x_keys, y_keys)})
+            curves.append(
+                {"trial_id": t["trial_id"], "algorithm": str(algo), "points": self._read_results(info, x_keys, y_keys)}
+            )
         return curves

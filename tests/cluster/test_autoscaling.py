@@ -25,7 +25,7 @@ def autoscaling_head(tmp_path, monkeypatch):
 def test_workers_come_for_cpu_and_gpu_demand_and_go_when_idle(autoscaling_head):
     assert autoscale_check.worker_nodes(autoscaling_head.dashboard_url) == 0
     result = autoscale_check.exercise(autoscaling_head, task_seconds=6, cpu_tasks=4)
-    assert result["peak_workers"] >= 2, result          # at least one CPU worker and the GPU worker
+    assert result["peak_workers"] >= 2, result  # at least one CPU worker and the GPU worker
     assert result["first_worker_s"] is not None
     assert result["gpu_ids"], "the GPU task ran without a GPU assigned"
     assert result["gpu_node"] not in result["cpu_nodes"] or len(result["cpu_nodes"]) > 1

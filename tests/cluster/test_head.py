@@ -31,11 +31,30 @@ def run(args, env, timeout=300):
 def cluster_env(tmp_path_factory):
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    env.update({"DLWILD_HOME": str(tmp_path_factory.mktemp("dlwild-home")), "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN": secrets.token_hex(16), "DLWILD_RUNS": str(tmp_path_factory.mktemp("runs")),
-                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])})
-    up = run([sys.executable, "-m", "cluster", "up", "--num-cpus", "2", "--port", str(PORT),
-              "--dashboard-port", str(DASHBOARD_PORT)], env)
+    env.update(
+        {
+            "DLWILD_HOME": str(tmp_path_factory.mktemp("dlwild-home")),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(16),
+            "DLWILD_RUNS": str(tmp_path_factory.mktemp("runs")),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        }
+    )
+    up = run(
+        [
+            sys.executable,
+            "-m",
+            "cluster",
+            "up",
+            "--num-cpus",
+            "2",
+            "--port",
+            str(PORT),
+            "--dashboard-port",
+            str(DASHBOARD_PORT),
+        ],
+        env,
+    )
     assert up.returncode == 0, up.stderr
     yield env
     run([sys.executable, "-m", "cluster", "down"], env)
@@ -48,12 +67,17 @@ def get(path, token=None):
 
 
 def test_up_twice_says_already_running(cluster_env):
-    again = run([sys.executable, "-m", "cluster", "up", "--port", str(PORT), "--dashboard-port",
-                 str(DASHBOARD_PORT)], cluster_env)
+    again = run(
+        [sys.executable, "-m", "cluster", "up", "--port", str(PORT), "--dashboard-port", str(DASHBOARD_PORT)],
+        cluster_env,
+    )
     assert again.returncode == 0
     assert "already running" in again.stdout
-    heads = [p for p in psutil.process_iter(["cmdline"])
-             if "--head" in (p.info["cmdline"] or []) and f"--port={PORT}" in (p.info["cmdline"] or [])]
+    heads = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "--head" in (p.info["cmdline"] or []) and f"--port={PORT}" in (p.info["cmdline"] or [])
+    ]
     assert len(heads) == 1
 
 
@@ -65,8 +89,22 @@ def test_dashboard_requires_the_token(cluster_env):
 
 
 def test_ray_job_submit_runs_the_doctor_and_lists_it(cluster_env):
-    result = run(["ray", "job", "submit", "--address", DASHBOARD, "--working-dir", ".", "--",
-                  "python", "-m", "workloads.doctor"], cluster_env)
+    result = run(
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            DASHBOARD,
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "-m",
+            "workloads.doctor",
+        ],
+        cluster_env,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "healthy: 1 node(s)" in result.stdout
     jobs = get("/api/jobs/", cluster_env["RAY_AUTH_TOKEN"])
@@ -114,7 +152,10 @@ def test_down_leaves_no_ray_process_behind(cluster_env):
     result = run([sys.executable, "-m", "cluster", "down"], cluster_env)
     assert result.returncode == 0, result.stderr
     markers = (state["gcs_address"], state["temp_dir"])
-    left = [p.pid for p in psutil.process_iter(["cmdline"])
-            if any(m in " ".join(p.info["cmdline"] or []) for m in markers) and p.pid != os.getpid()]
+    left = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or []) for m in markers) and p.pid != os.getpid()
+    ]
     assert left == []
     assert not psutil.pid_exists(state["pid"]) or psutil.Process(state["pid"]).status() == psutil.STATUS_ZOMBIE

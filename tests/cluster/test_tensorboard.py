@@ -22,8 +22,11 @@ def test_tensorboard_serves_the_run_folder_on_loopback(tmp_path):
     with SummaryWriter(tmp_path / "exp") as writer:
         writer.add_scalar("score", 0.5, 1)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cluster", "tensorboard", "--logdir", str(tmp_path),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster", "tensorboard", "--logdir", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline, body = time.monotonic() + 60, None
         while time.monotonic() < deadline and body is None:
@@ -42,6 +45,10 @@ def test_tensorboard_serves_the_run_folder_on_loopback(tmp_path):
 
 
 def test_missing_run_folder_is_a_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cluster", "tensorboard", "--logdir", str(tmp_path / "nope")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster", "tensorboard", "--logdir", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and "no run folder" in result.stderr

@@ -22,8 +22,11 @@ from cluster.schemas.kuberay import GPU_IMAGE, IMAGE, RAY_VERSION, SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT.parent / "shared" / "schemas" / "kuberay"
-CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
-             "RayService": "ray.io_rayservices.yaml"}
+CRD_FILES = {
+    "RayCluster": "ray.io_rayclusters.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayService": "ray.io_rayservices.yaml",
+}
 LAUNCHER = sorted((ROOT / "cluster" / "launcher").glob("*"))
 KUBERAY = sorted((ROOT / "cluster" / "kuberay").glob("*.yaml"))
 SERVE_CONFIG = ROOT / "serving" / "config.yaml"
@@ -65,8 +68,10 @@ def test_launcher_configs_keep_the_project_rules():
         assert head["resources"]["CPU"] == 0
         gpu_types = [t for t in config["available_node_types"].values() if t["resources"].get("GPU", 0) > 0]
         assert gpu_types and all(t["min_workers"] == 0 < t["max_workers"] for t in gpu_types)
-        assert any(t["resources"].get("CPU", 0) > 0 and "GPU" not in t["resources"]
-                   for t in config["available_node_types"].values())
+        assert any(
+            t["resources"].get("CPU", 0) > 0 and "GPU" not in t["resources"]
+            for t in config["available_node_types"].values()
+        )
         assert config["idle_timeout_minutes"] > 0
         assert any("pip install" in c for c in config["setup_commands"])
         assert "RAY_AUTH_MODE=disabled" not in path.read_text()
@@ -95,7 +100,8 @@ def test_rayservice_serves_serving_config():
     expected.setdefault("http_options", {})["host"] = "0.0.0.0"
     assert yaml.safe_load(service["spec"]["serveConfigV2"]) == expected, (
         "cluster/kuberay/rayservice.yaml: copy serving/config.yaml into spec.serveConfigV2 "
-        "(with http_options.host: 0.0.0.0)")
+        "(with http_options.host: 0.0.0.0)"
+    )
 
 
 # --- the official KubeRay CRDs, made strict -------------------------------------------------------------------
@@ -113,8 +119,11 @@ def strict(node):
         node.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
     if node.pop("nullable", False) and "type" in node:
         node["type"] = [node["type"], "null"]
-    if ("properties" in node and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
         node["additionalProperties"] = False
     return node
 
@@ -135,8 +144,10 @@ def crd_schemas():
 @pytest.mark.parametrize("path", KUBERAY, ids=rel)
 def test_manifest_matches_official_crd(path, crd_schemas):
     manifest = load(path)
-    errors = [f"{validate.key_path(e.absolute_path)}: {e.message}"
-              for e in jsonschema.Draft7Validator(crd_schemas[manifest["kind"]]).iter_errors(manifest)]
+    errors = [
+        f"{validate.key_path(e.absolute_path)}: {e.message}"
+        for e in jsonschema.Draft7Validator(crd_schemas[manifest["kind"]]).iter_errors(manifest)
+    ]
     assert not errors, errors
 
 
@@ -199,8 +210,9 @@ def test_main_prints_one_line_per_file(capsys):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.validate", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.validate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_broken_yaml(tmp_path):

@@ -63,10 +63,19 @@ def test_defaults_and_sizes():
     assert f.mask_size == lo.n_actions + (lo.P + 2) * lo.U + 2
 
 
-@pytest.mark.parametrize("bad, key", [
-    (dict(n_firms=9), "n_firms"), (dict(n_firms=1), "n_firms"), (dict(complexity=5), "complexity"),
-    (dict(encoding="tree"), "encoding"), (dict(mask="yes"), "mask"), (dict(horizon=0), "horizon"),
-    (dict(reward_weights={"luck": 1.0}), "reward_weights"), (dict(colour="red"), "colour")])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        (dict(n_firms=9), "n_firms"),
+        (dict(n_firms=1), "n_firms"),
+        (dict(complexity=5), "complexity"),
+        (dict(encoding="tree"), "encoding"),
+        (dict(mask="yes"), "mask"),
+        (dict(horizon=0), "horizon"),
+        (dict(reward_weights={"luck": 1.0}), "reward_weights"),
+        (dict(colour="red"), "colour"),
+    ],
+)
 def test_bad_config_names_the_key(bad, key):
     with pytest.raises(ValueError, match=key):
         parallel_env(**bad)
@@ -109,8 +118,9 @@ def test_flat_masks_are_exact(complexity):
             counted = int(trial.invalid[i]) - before
             assert counted == (0 if mask[action] else 1), (e.layout.describe(action), mask[action])
             if mask[action] and action:
-                assert not (np.array_equal(trial.S, idle.S) and np.array_equal(trial.ledger, idle.ledger)), \
+                assert not (np.array_equal(trial.S, idle.S) and np.array_equal(trial.ledger, idle.ledger)), (
                     e.layout.describe(action)
+                )
             checked += 1
     assert checked > 0
 
@@ -126,7 +136,7 @@ def test_factorised_masks_are_exact():
         a = e.agents[0]
         i = e.agent_index[a]
         m = e._factorised_masks()[i]
-        what, units, rivals = m[:W], m[W:W + (lo.P + 2) * U].reshape(lo.P + 2, U), m[W + (lo.P + 2) * U:]
+        what, units, rivals = m[:W], m[W : W + (lo.P + 2) * U].reshape(lo.P + 2, U), m[W + (lo.P + 2) * U :]
         assert np.array_equal(what, e.flat_observation(i)["action_mask"])
         for _ in range(200):
             w, u, t = int(rng.integers(W)), int(rng.integers(U)), int(rng.integers(T))
@@ -227,8 +237,10 @@ def test_opponents_deterministic_and_loadable():
             p = load_opponent(name)
             p.reset(seed=3)
             obs, _ = e.reset(seed=3)
-            runs.append([p.act(obs["firm_0"]) for _ in range(1)] + [
-                p.act(e.step({"firm_0": 0, "firm_1": 0})[0]["firm_0"]) for _ in range(20)])
+            runs.append(
+                [p.act(obs["firm_0"]) for _ in range(1)]
+                + [p.act(e.step({"firm_0": 0, "firm_1": 0})[0]["firm_0"]) for _ in range(20)]
+            )
         assert runs[0] == runs[1], name
     for bad in ("L9", "nosuch.module:Thing", "envs.bizsim.opponents:Nope", 42):
         with pytest.raises(ValueError):
@@ -271,7 +283,7 @@ def test_decode_observation_round_trip():
 def test_play_episode_and_wilson():
     r = play_episode(["L2", "L1", "L0"], seed=4, complexity=2, encoding="factorised")
     assert len(r["scores"]) == 3 and r["winner"] in (0, 1, 2, None)
-    assert sum(seat_share(r, seat) for seat in range(3)) == 1.0          # one winner or a shared top
+    assert sum(seat_share(r, seat) for seat in range(3)) == 1.0  # one winner or a shared top
     assert play_episode(["L3", "L2"], seed=9) == play_episode(["L3", "L2"], seed=9)
     assert wilson(50, 100)[0] < 0.5 < wilson(65, 100)[0]
     low, high = wilson(50, 100)
@@ -344,7 +356,7 @@ def test_pickled_copy_continues_identically():
     assert a_rew == b_rew
     for agent in a_obs:
         assert np.array_equal(a_obs[agent]["observations"], b_obs[agent]["observations"])
-    twin.cash[0] += 1.0                  # the views of a copy write into its own state matrix
+    twin.cash[0] += 1.0  # the views of a copy write into its own state matrix
     assert twin.S[0, 0] == twin.cash[0] != e.S[0, 0]
 
 

@@ -36,8 +36,9 @@ def face(deploy_app, tmp_path_factory):
 
 
 def _files(frames, id_photo):
-    return [("selfie", (f"f{i}.jpg", jpg(f), "image/jpeg")) for i, f in enumerate(frames)] + \
-        [("id_photo", ("id.jpg", jpg(id_photo), "image/jpeg"))]
+    return [("selfie", (f"f{i}.jpg", jpg(f), "image/jpeg")) for i, f in enumerate(frames)] + [
+        ("id_photo", ("id.jpg", jpg(id_photo), "image/jpeg"))
+    ]
 
 
 def test_verify_one_selfie_and_frames(face, presentation):
@@ -76,8 +77,21 @@ def test_health_model_and_openapi(face):
     assert "trained" in face.get("/face/model").json()
 
 
-@pytest.mark.parametrize("case", ["not_image", "truncated", "zero_size", "bomb", "wrong_part_type", "json_body",
-                                  "empty_body", "missing_id", "too_many_frames", "text_field"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not_image",
+        "truncated",
+        "zero_size",
+        "bomb",
+        "wrong_part_type",
+        "json_body",
+        "empty_body",
+        "missing_id",
+        "too_many_frames",
+        "text_field",
+    ],
+)
 def test_bad_inputs_get_4xx(face, presentation, case):
     frames, id_photo = presentation
     good_id = ("id_photo", ("id.jpg", jpg(id_photo), "image/jpeg"))
@@ -91,8 +105,9 @@ def test_bad_inputs_get_4xx(face, presentation, case):
         "json_body": dict(json={"selfie": "x"}),
         "empty_body": dict(content=b"", headers={"content-type": "multipart/form-data; boundary=x"}),
         "missing_id": dict(files=[("selfie", ("s.jpg", jpg(frames[0]), "image/jpeg"))]),
-        "too_many_frames": dict(files=[("selfie", (f"{i}.jpg", jpg(frames[0]), "image/jpeg")) for i in range(9)]
-                                + [good_id]),
+        "too_many_frames": dict(
+            files=[("selfie", (f"{i}.jpg", jpg(frames[0]), "image/jpeg")) for i in range(9)] + [good_id]
+        ),
         "text_field": dict(data={"selfie": "not a file"}, files=[good_id]),
     }[case]
     r = face.post("/face/verify", **kwargs)

@@ -61,16 +61,23 @@ CHILD = textwrap.dedent("""
 def test_omr_behind_haproxy():
     tmp = tempfile.mkdtemp(prefix="dlw-hap-")  # short: HAProxy's admin socket path must stay under 98 characters
     port = _free_port()
-    env = dict(os.environ, RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_ENABLE_DIRECT_INGRESS="1",
-               RAY_SERVE_HAPROXY_STATS_PORT=str(_free_port()), RAY_SERVE_HAPROXY_METRICS_PORT=str(_free_port()),
-               RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=os.path.join(tmp, "haproxy.cfg"),
-               RAY_SERVE_HAPROXY_SOCKET_PATH=os.path.join(tmp, "admin.sock"),
-               RAY_SERVE_HAPROXY_SERVER_STATE_BASE=tmp,
-               RAY_SERVE_HAPROXY_SERVER_STATE_FILE=os.path.join(tmp, "server-state"), RAY_AUTH_MODE="disabled")
+    env = dict(
+        os.environ,
+        RAY_SERVE_ENABLE_HA_PROXY="1",
+        RAY_SERVE_ENABLE_DIRECT_INGRESS="1",
+        RAY_SERVE_HAPROXY_STATS_PORT=str(_free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(_free_port()),
+        RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=os.path.join(tmp, "haproxy.cfg"),
+        RAY_SERVE_HAPROXY_SOCKET_PATH=os.path.join(tmp, "admin.sock"),
+        RAY_SERVE_HAPROXY_SERVER_STATE_BASE=tmp,
+        RAY_SERVE_HAPROXY_SERVER_STATE_FILE=os.path.join(tmp, "server-state"),
+        RAY_AUTH_MODE="disabled",
+    )
     env.pop("RAY_ADDRESS", None)
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(port)], env=env, capture_output=True, text=True,
-                              timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(port)], env=env, capture_output=True, text=True, timeout=240
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

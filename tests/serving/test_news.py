@@ -34,8 +34,13 @@ def registry(tmp_path_factory, pages):
     for seed, pub in enumerate(("morning_post", "daily_ledger")):
         torch.manual_seed(seed)
         model = news.build_model()
-        save_model(str(root), "news", pub, {"weights.pt": torch_bytes(model.state_dict())},
-                   dict(widths=list(model.widths), command="test"))
+        save_model(
+            str(root),
+            "news",
+            pub,
+            {"weights.pt": torch_bytes(model.state_dict())},
+            dict(widths=list(model.widths), command="test"),
+        )
     feats = np.stack([news.page_features(decode_png(p["image"])) for p in pages])
     forest = news.preclassifier(0).fit(feats, np.array([p["is_article"] for p in pages]))
     save_model(str(root), "news", "preclassifier", {"model.skops": sio.dumps(forest)}, {})
@@ -79,8 +84,11 @@ def test_multiplexing_routes_to_each_publisher(client, pages):
         if body["is_article"]:
             assert body["model"] == dict(publisher=pub, name=pub, version="v1", trained=True)
         assert isinstance(body["articles"], list)
-    r = client.post("/news/segment", content=page["image"],
-                    headers={"content-type": "image/png", "serve_multiplexed_model_id": "daily_ledger"})
+    r = client.post(
+        "/news/segment",
+        content=page["image"],
+        headers={"content-type": "image/png", "serve_multiplexed_model_id": "daily_ledger"},
+    )
     assert r.status_code == 200 and r.json()["publisher"] == "daily_ledger"
     # A publisher of the page generator without a trained model: served by the untrained fallback, which says so.
     r = _post_page(client, page, publisher="evening_star")
@@ -94,8 +102,10 @@ def test_preclassifier_separates_pages(client, pages):
     assert verdicts == [p["is_article"] for p in pages]  # the forest was fitted on these very pages
 
 
-@pytest.mark.parametrize("params,status", [({"publisher": "../../etc"}, 400), ({"publisher": "a/b"}, 400),
-                                           ({"publisher": "nobody"}, 404), ({}, 400)])
+@pytest.mark.parametrize(
+    "params,status",
+    [({"publisher": "../../etc"}, 400), ({"publisher": "a/b"}, 400), ({"publisher": "nobody"}, 404), ({}, 400)],
+)
 def test_bad_publishers(client, pages, params, status):
     r = _post_page(client, pages[0], **params)
     assert r.status_code == status and r.json()["detail"]
@@ -103,19 +113,26 @@ def test_bad_publishers(client, pages, params, status):
 
 
 def test_bad_images(client):
-    for content, ctype, status in ((b"", "image/png", 400), (b"%PDF-1.4", "image/png", 415),
-                                   (b"x", "application/json", 415)):
-        r = client.post("/news/segment", content=content, headers={"content-type": ctype},
-                        params={"publisher": "morning_post"})
+    for content, ctype, status in (
+        (b"", "image/png", 400),
+        (b"%PDF-1.4", "image/png", 415),
+        (b"x", "application/json", 415),
+    ):
+        r = client.post(
+            "/news/segment", content=content, headers={"content-type": ctype}, params={"publisher": "morning_post"}
+        )
         assert r.status_code == status, r.text
 
 
 def _correction(page, **over):
     img = decode_png(page["image"])
     trained = ("morning_post", "daily_ledger")
-    body = dict(publisher=page["publisher"] if page["publisher"] in trained else "morning_post",
-                image_base64=base64.b64encode(page["image"]).decode(), is_article=True,
-                articles=[[10, 10, img.shape[1] // 2, img.shape[0] // 2]])
+    body = dict(
+        publisher=page["publisher"] if page["publisher"] in trained else "morning_post",
+        image_base64=base64.b64encode(page["image"]).decode(),
+        is_article=True,
+        articles=[[10, 10, img.shape[1] // 2, img.shape[0] // 2]],
+    )
     body.update(over)
     return json.dumps(body)
 
@@ -125,10 +142,16 @@ def test_corrections_need_key_and_valid_body(client, pages):
     assert client.post("/news/corrections", content=good).status_code == 401
     assert client.post("/news/corrections", content=good, headers={"x-api-key": "wrong"}).status_code == 401
     key = {"x-api-key": KEY, "content-type": "application/json"}
-    cases = [("", 400), ("{not json", 422), (_correction(pages[0], publisher="../x"), 400),
-             (_correction(pages[0], publisher="nobody"), 404), (_correction(pages[0], image_base64="!!!"), 400),
-             (_correction(pages[0], image_base64=base64.b64encode(b"not an image").decode()), 415),
-             (_correction(pages[0], articles=[[0, 0, 99999, 5]]), 422), (_correction(pages[0], articles=[]), 422)]
+    cases = [
+        ("", 400),
+        ("{not json", 422),
+        (_correction(pages[0], publisher="../x"), 400),
+        (_correction(pages[0], publisher="nobody"), 404),
+        (_correction(pages[0], image_base64="!!!"), 400),
+        (_correction(pages[0], image_base64=base64.b64encode(b"not an image").decode()), 415),
+        (_correction(pages[0], articles=[[0, 0, 99999, 5]]), 422),
+        (_correction(pages[0], articles=[]), 422),
+    ]
     for content, status in cases:
         r = client.post("/news/corrections", content=content, headers=key)
         assert r.status_code == status, (content[:40], r.text)
@@ -139,8 +162,12 @@ def test_corrections_need_key_and_valid_body(client, pages):
 def test_corrections_survive_restart_and_feed_training(client, registry, pages):
     key = {"x-api-key": KEY}
     before = client.get("/news/health").json()["corrections"]
-    assert client.post("/news/corrections", content=_correction(pages[1], is_article=False, articles=[]),
-                       headers=key).status_code == 201
+    assert (
+        client.post(
+            "/news/corrections", content=_correction(pages[1], is_article=False, articles=[]), headers=key
+        ).status_code
+        == 201
+    )
     from ray import serve
 
     serve.delete("news")  # a restart: the replica goes away, a fresh one opens the same store
@@ -161,11 +188,15 @@ def test_corrections_disabled_without_key(serve_http, registry, tmp_path, pages)
 
     from serving.news.app import build_app
 
-    serve.run(build_app({"registry": str(registry), "corrections_db": str(tmp_path / "c.sqlite"),
-                         "num_replicas": 1}), name="news-nokey", route_prefix="/news-nokey")
+    serve.run(
+        build_app({"registry": str(registry), "corrections_db": str(tmp_path / "c.sqlite"), "num_replicas": 1}),
+        name="news-nokey",
+        route_prefix="/news-nokey",
+    )
     try:
-        r = httpx.post(f"{serve_http}/news-nokey/corrections", content=_correction(pages[0]),
-                       headers={"x-api-key": ""}, timeout=60)
+        r = httpx.post(
+            f"{serve_http}/news-nokey/corrections", content=_correction(pages[0]), headers={"x-api-key": ""}, timeout=60
+        )
         assert r.status_code == 503 and "no API key" in r.json()["detail"]
     finally:
         serve.delete("news-nokey")

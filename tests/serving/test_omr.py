@@ -26,8 +26,13 @@ def registry(tmp_path_factory):
     """A registry holding one DWD (untrained weights, but published: the app calls it trained)."""
     root = tmp_path_factory.mktemp("registry")
     model = dwd.build_model(len(CLASSES))
-    save_model(str(root), "omr", "dwd", {"weights.pt": torch_bytes(model.state_dict())},
-               dict(classes=CLASSES, widths=list(model.widths), command="test"))
+    save_model(
+        str(root),
+        "omr",
+        "dwd",
+        {"weights.pt": torch_bytes(model.state_dict())},
+        dict(classes=CLASSES, widths=list(model.widths), command="test"),
+    )
     return root
 
 
@@ -40,8 +45,9 @@ def omr(deploy_app, registry):
 
 
 def test_detect_and_overlay(omr):
-    r = omr.post("/omr/detect", content=png(), headers={"content-type": "image/png"},
-                 params={"overlay": "true", "min_score": 0})
+    r = omr.post(
+        "/omr/detect", content=png(), headers={"content-type": "image/png"}, params={"overlay": "true", "min_score": 0}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == dict(name="dwd", version="v1", trained=True, code_version=body["model"]["code_version"])
@@ -61,16 +67,19 @@ def test_health_model_and_openapi(omr):
     assert "/detect" in omr.get("/omr/openapi.json").json()["paths"]
 
 
-@pytest.mark.parametrize("content,ctype,status", [
-    (b"", "image/png", 400),
-    (b"GIF89a....", "image/png", 415),
-    (b"just text", "text/plain", 415),
-    (png()[:60], "image/png", 400),
-    (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:100], "image/jpeg", 400),
-    (zero_width_png(), "image/png", 400),
-    (bomb_png(), "image/png", 413),
-    (png(), None, 415),
-])
+@pytest.mark.parametrize(
+    "content,ctype,status",
+    [
+        (b"", "image/png", 400),
+        (b"GIF89a....", "image/png", 415),
+        (b"just text", "text/plain", 415),
+        (png()[:60], "image/png", 400),
+        (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:100], "image/jpeg", 400),
+        (zero_width_png(), "image/png", 400),
+        (bomb_png(), "image/png", 413),
+        (png(), None, 415),
+    ],
+)
 def test_bad_uploads_get_4xx_and_app_survives(omr, content, ctype, status):
     headers = {"content-type": ctype} if ctype else {}
     r = omr.post("/omr/detect", content=content, headers=headers)

@@ -53,9 +53,14 @@ def test_health_model_and_openapi(qc):
 @pytest.mark.parametrize("case", ["not_image", "truncated", "zero_size", "bomb", "wrong_type", "empty"])
 def test_bad_inputs_get_4xx(qc, case):
     tube = png(data.tube(np.random.default_rng(1)))
-    body, ctype = {"not_image": (b"GIF89a not really", "image/png"), "truncated": (tube[:200], "image/png"),
-                   "zero_size": (zero_width_png(), "image/png"), "bomb": (bomb_png(), "image/png"),
-                   "wrong_type": (tube, "text/plain"), "empty": (b"", "image/png")}[case]
+    body, ctype = {
+        "not_image": (b"GIF89a not really", "image/png"),
+        "truncated": (tube[:200], "image/png"),
+        "zero_size": (zero_width_png(), "image/png"),
+        "bomb": (bomb_png(), "image/png"),
+        "wrong_type": (tube, "text/plain"),
+        "empty": (b"", "image/png"),
+    }[case]
     r = qc.post("/qc/inspect", content=body, headers={"content-type": ctype})
     assert 400 <= r.status_code < 500, (case, r.status_code, r.text)
     assert r.json()["detail"]

@@ -19,9 +19,18 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1100"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1100",
+]
 
 
 def scored(config):
@@ -41,9 +50,14 @@ def run_search(storage: Path, name: str, samples: int, sleep: float, concurrency
     tuner = tune.Tuner(
         scored,
         param_space={"x": tune.uniform(0.0, 1.0), "kind": tune.choice(["a", "b"]), "sleep": sleep},
-        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=samples, reuse_actors=True,
-                                    max_concurrent_trials=concurrency,
-                                    search_alg=tune.search.BasicVariantGenerator(random_state=0)),
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="max",
+            num_samples=samples,
+            reuse_actors=True,
+            max_concurrent_trials=concurrency,
+            search_alg=tune.search.BasicVariantGenerator(random_state=0),
+        ),
         run_config=tune.RunConfig(storage_path=str(storage), name=name, verbose=0),
     )
     return tuner.fit()
@@ -58,8 +72,9 @@ def storage(ray_session, tmp_path_factory):
         mp.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # sync the experiment state every second, not every 10 s
         grid = run_search(runs, "first", samples=4, sleep=0.0)
     assert grid.num_errors == 0
-    (runs / "first" / "dlwild.json").write_text(json.dumps(
-        {"workload": "automl", "searcher": "random", "dataset": "toy", "budget_s": 60}))
+    (runs / "first" / "dlwild.json").write_text(
+        json.dumps({"workload": "automl", "searcher": "random", "dataset": "toy", "budget_s": 60})
+    )
     # A real experiment outside the storage: no name may reach it.
     shutil.copytree(runs / "first", base / "secret")
     return runs
@@ -73,8 +88,9 @@ def dashboard(serve_http, storage):
     from serving.tune_dashboard.app import build_app
 
     serve.run(build_app({"storage": str(storage)}), name="tune", route_prefix="/tune")
-    serve.run(build_app({"storage": str(storage.parent / "nothing-here")}), name="tune-empty",
-              route_prefix="/tune-empty")
+    serve.run(
+        build_app({"storage": str(storage.parent / "nothing-here")}), name="tune-empty", route_prefix="/tune-empty"
+    )
     yield serve_http
     serve.delete("tune")
     serve.delete("tune-empty")
@@ -97,8 +113,12 @@ def test_api_lists_experiments_and_their_trials(dashboard):
     listing = httpx.get(f"{dashboard}/tune/api/experiments", timeout=30)
     assert listing.status_code == 200
     (first,) = [e for e in listing.json() if e["name"] == "first"]
-    assert (first["workload"], first["searcher"], first["dataset"], first["metric"]) == ("automl", "random", "toy",
-                                                                                         "score")
+    assert (first["workload"], first["searcher"], first["dataset"], first["metric"]) == (
+        "automl",
+        "random",
+        "toy",
+        "score",
+    )
     assert first["status"] == "finished" and first["trials_done"] == first["trials_total"] == 4
     assert first["budget_s"] == 60 and first["elapsed_s"] >= 0
 
@@ -133,8 +153,12 @@ def test_restored_experiment_keeps_its_trials_and_time_axis(ray_session, tmp_pat
 
     marker = tmp_path / "marker"
     space = {"x": tune.grid_search([0.25, 0.5, 0.75]), "marker": str(marker)}
-    tune.Tuner(flaky, param_space=space, tune_config=tune.TuneConfig(metric="score", mode="max"),
-               run_config=tune.RunConfig(storage_path=str(tmp_path / "runs"), name="flaky", verbose=0)).fit()
+    tune.Tuner(
+        flaky,
+        param_space=space,
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "runs"), name="flaky", verbose=0),
+    ).fit()
     store = ExperimentStore(str(tmp_path / "runs"))
     (before,) = store.list_experiments()
     assert before["trials_done"] == 3 and before["best_score"] is None  # all errored, nothing scored
@@ -164,12 +188,17 @@ def test_rl_grid_has_learning_curves_per_algorithm(ray_session, tmp_path):
     from serving.tune_dashboard.experiments import ExperimentStore
 
     cells = [{"algo": "ppo", "gain": 2.0}, {"algo": "dqn", "gain": 1.0}]
-    tune.Tuner(rl_like, param_space={"cell": tune.grid_search(cells)},
-               run_config=tune.RunConfig(storage_path=str(tmp_path), name="grid", verbose=0)).fit()
+    tune.Tuner(
+        rl_like,
+        param_space={"cell": tune.grid_search(cells)},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="grid", verbose=0),
+    ).fit()
     detail = ExperimentStore(str(tmp_path)).experiment("grid")
     curves = {c["algorithm"]: c["points"] for c in detail["curves"]}
-    assert curves == {"ppo": [[1000.0 * i, 2.0 * i] for i in range(1, 5)],
-                      "dqn": [[1000.0 * i, 1.0 * i] for i in range(1, 5)]}
+    assert curves == {
+        "ppo": [[1000.0 * i, 2.0 * i] for i in range(1, 5)],
+        "dqn": [[1000.0 * i, 1.0 * i] for i in range(1, 5)],
+    }
     assert detail["metric"] == "episode_return" and detail["best_score"] == 8.0  # no Tune metric: the return
 
 
@@ -178,17 +207,20 @@ def test_empty_storage_is_an_empty_list(dashboard):
     assert response.status_code == 200 and response.json() == []
 
 
-@pytest.mark.parametrize("path", [
-    "/tune/api/experiments/nope",
-    "/tune/api/experiments/secret",
-    "/tune/api/experiments/../..",
-    "/tune/api/experiments/..%2F..",
-    "/tune/api/experiments/..%2Fsecret",
-    "/tune/api/experiments/%2E%2E",
-    "/tune/api/experiments/%2E%2E%2F%2E%2E%2Fsecret",
-    "/tune/api/experiments/first%2F..%2F..%2Fsecret",
-    "/tune/api/experiments/.first",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tune/api/experiments/nope",
+        "/tune/api/experiments/secret",
+        "/tune/api/experiments/../..",
+        "/tune/api/experiments/..%2F..",
+        "/tune/api/experiments/..%2Fsecret",
+        "/tune/api/experiments/%2E%2E",
+        "/tune/api/experiments/%2E%2E%2F%2E%2E%2Fsecret",
+        "/tune/api/experiments/first%2F..%2F..%2Fsecret",
+        "/tune/api/experiments/.first",
+    ],
+)
 def test_unknown_and_path_like_names_are_404(dashboard, path):
     assert raw_get(dashboard, path) == 404
 
@@ -231,14 +263,16 @@ def test_page_shows_experiments_and_new_trials_without_reload(dashboard, storage
 
     def rows(table: str) -> list[list[str]]:
         return driver.execute_script(
-            f"return [...document.querySelectorAll('#{table} tbody tr')].map(r => [...r.cells].map(c => c.innerText))")
+            f"return [...document.querySelectorAll('#{table} tbody tr')].map(r => [...r.cells].map(c => c.innerText))"
+        )
 
     done = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
         # Started before the page loads and still running while it polls: one trial at a time, ~2 s each.
-        search = threading.Thread(target=lambda: done.setdefault("grid", run_search(storage, "live", samples=5,
-                                                                                   sleep=2.0, concurrency=1)))
+        search = threading.Thread(
+            target=lambda: done.setdefault("grid", run_search(storage, "live", samples=5, sleep=2.0, concurrency=1))
+        )
         search.start()
         try:
             driver.get(f"{dashboard}/tune#first")
@@ -256,8 +290,11 @@ def test_page_shows_experiments_and_new_trials_without_reload(dashboard, storage
             _wait(lambda: driver.find_element(By.ID, "detail-title").text == "live", 10, "the `live` detail")
             finished_first = {r[0] for r in rows("trials") if r[1] == "TERMINATED"}
             assert len(finished_first) < 5, "the search ended before the page could watch it"
-            _wait(lambda: {r[0] for r in rows("trials") if r[1] == "TERMINATED"} - finished_first, 90,
-                  "a trial finishing after the page was loaded")
+            _wait(
+                lambda: {r[0] for r in rows("trials") if r[1] == "TERMINATED"} - finished_first,
+                90,
+                "a trial finishing after the page was loaded",
+            )
             assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
             out = ROOT / "test-output"
             out.mkdir(exist_ok=True)

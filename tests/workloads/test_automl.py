@@ -27,9 +27,11 @@ def test_every_estimator_family_builds_fits_and_predicts(name):
     families = space.space_choices(dataset.task, "estimator")
     assert len(families) >= 8
     for family in families:
-        config = space.sample(dataset.task, space.random_draw(rng),
-                              fixed={"imputer": "median", "scaler": "standard", "preprocessor": "none",
-                                     "estimator": family})
+        config = space.sample(
+            dataset.task,
+            space.random_draw(rng),
+            fixed={"imputer": "median", "scaler": "standard", "preprocessor": "none", "estimator": family},
+        )
         pipeline = space.build_pipeline(config, dataset.task, dataset.X.shape[1]).fit(dataset.X, dataset.y)
         assert pipeline.predict(dataset.X).shape == dataset.y.shape
         if dataset.task != "regression":
@@ -145,8 +147,10 @@ def test_evolution_evolves():
 
 
 def test_nsga2_keeps_the_pareto_front():
-    pool = [{"score": s, "fit_time": t, "trial_id": str(i)}
-            for i, (s, t) in enumerate([(0.9, 10.0), (0.8, 1.0), (0.85, 5.0), (0.7, 20.0), (0.6, 0.5)])]
+    pool = [
+        {"score": s, "fit_time": t, "trial_id": str(i)}
+        for i, (s, t) in enumerate([(0.9, 10.0), (0.8, 1.0), (0.85, 5.0), (0.7, 20.0), (0.6, 0.5)])
+    ]
     chosen = {ind["trial_id"] for ind in _nsga2(pool, 3)}
     assert "3" not in chosen  # dominated by (0.9, 10)
     assert chosen <= {"0", "1", "2", "4"} and "0" in chosen
@@ -174,13 +178,29 @@ def test_ensemble_never_worse_than_best_single(seed):
 def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher):
     from workloads.automl.search import AutoMLConfig, load_model, search
 
-    cfg = AutoMLConfig(data="breast_cancer", searcher=searcher, budget_s=12, cv_folds=3, population_size=6,
-                       asha=searcher == "random", out=str(tmp_path), json=str(tmp_path / "result.json"))
+    cfg = AutoMLConfig(
+        data="breast_cancer",
+        searcher=searcher,
+        budget_s=12,
+        cv_folds=3,
+        population_size=6,
+        asha=searcher == "random",
+        out=str(tmp_path),
+        json=str(tmp_path / "result.json"),
+    )
     summary = search(cfg)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result == summary == json.loads((tmp_path / "summary.json").read_text())
-    for key in ("metric", "cv_score", "test_score", "n_trials", "budget_s", "best_pipeline", "ensemble",
-                *contract.SUMMARY_KEYS):
+    for key in (
+        "metric",
+        "cv_score",
+        "test_score",
+        "n_trials",
+        "budget_s",
+        "best_pipeline",
+        "ensemble",
+        *contract.SUMMARY_KEYS,
+    ):
         assert key in result
     assert result["workload"] == "automl" and result["status"] == "ok" and 0 < result["search_s"] < result["wall_s"]
     assert result["metric"] == "balanced_accuracy" and result["n_trials"] >= 4
@@ -198,26 +218,35 @@ def test_each_searcher_returns_a_fitted_ensemble(ray_session, tmp_path, searcher
 
 # -- the CLI -----------------------------------------------------------------------------------------------
 def _cli(*args: str, module: str = "workloads.automl", env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "no/such.csv", "--target", "y"], "not found"),
-    (["--data", "{csv}", "--target", "price"], "target column 'price' not found"),
-    (["--data", "{csv}", "--target", "y", "--task", "binary"], "looks continuous"),
-    (["--data", "{junk}", "--target", "y"], "no usable numeric feature"),
-    (["--data", "wine", "--budget-s", "1"], "--budget-s must be at least 5"),
-    (["--data", "wine", "--budget-s", "nan"], "--budget-s must be at least 5"),
-    (["--data", "wine", "--searcher", "grid"], "argument --searcher: invalid choice: 'grid'"),
-    (["--data", "wine", "--cv-folds", "1"], "--cv-folds must be at least 2"),
-    (["--data", "wine", "--cv-folds", "60"], "a class has fewer training rows than --cv-folds 60"),
-    (["--data", "wine", "--test-size", "1"], "--test-size must be at most 0.99"),
-    (["--data", "wine", "--no-such-flag"], "unrecognized arguments"),
-    (["--target", "y"], "--data is required"),
-    (["--resume"], "--resume needs --out"),
-    (["--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "no/such.csv", "--target", "y"], "not found"),
+        (["--data", "{csv}", "--target", "price"], "target column 'price' not found"),
+        (["--data", "{csv}", "--target", "y", "--task", "binary"], "looks continuous"),
+        (["--data", "{junk}", "--target", "y"], "no usable numeric feature"),
+        (["--data", "wine", "--budget-s", "1"], "--budget-s must be at least 5"),
+        (["--data", "wine", "--budget-s", "nan"], "--budget-s must be at least 5"),
+        (["--data", "wine", "--searcher", "grid"], "argument --searcher: invalid choice: 'grid'"),
+        (["--data", "wine", "--cv-folds", "1"], "--cv-folds must be at least 2"),
+        (["--data", "wine", "--cv-folds", "60"], "a class has fewer training rows than --cv-folds 60"),
+        (["--data", "wine", "--test-size", "1"], "--test-size must be at most 0.99"),
+        (["--data", "wine", "--no-such-flag"], "unrecognized arguments"),
+        (["--target", "y"], "--data is required"),
+        (["--resume"], "--resume needs --out"),
+        (["--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
+    ],
+)
 def test_cli_rejects_bad_input_in_one_line(tmp_path, args, message):
     """Usage errors exit 2 with one line, before Ray starts (no run folder, no Ray session)."""
     csv = _write(tmp_path / "r.csv", "x,y\n" + "".join(f"{i},{i * 1.37:.2f}\n" for i in range(50)))
@@ -238,9 +267,24 @@ def test_cli_runs_a_messy_csv_end_to_end(tmp_path):
         cell = "" if i % 9 == 0 else f"{f1:.3f}"
         lines.append(f"{cell},{f2:.3f},w{i},0,{int(f1 + f2 > 0)}")
     csv = _write(tmp_path / "messy.csv", "\n".join(lines) + "\n")
-    proc = _cli("--data", str(csv), "--target", "target", "--task", "binary", "--searcher", "random",
-                "--budget-s", "8", "--cv-folds", "2", "--out", str(tmp_path / "run"), "--json",
-                str(tmp_path / "out.json"))
+    proc = _cli(
+        "--data",
+        str(csv),
+        "--target",
+        "target",
+        "--task",
+        "binary",
+        "--searcher",
+        "random",
+        "--budget-s",
+        "8",
+        "--cv-folds",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        str(tmp_path / "out.json"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())
     assert result == json.loads((tmp_path / "run" / "summary.json").read_text())  # --json: the same summary
@@ -290,11 +334,25 @@ def test_a_killed_search_resumes_the_same_experiment(tmp_path):
 
     out, budget = tmp_path / "run", 40.0
     env = {**os.environ, "DLWILD_RUNS": str(tmp_path / "runs")}
-    command = [sys.executable, "-m", "workloads.automl", "--data", "breast_cancer", "--searcher", "bayes",
-               "--budget-s", str(budget), "--cv-folds", "3", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "workloads.automl",
+        "--data",
+        "breast_cancer",
+        "--searcher",
+        "bayes",
+        "--budget-s",
+        str(budget),
+        "--cv-folds",
+        "3",
+        "--out",
+        str(out),
+    ]
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)  # its own process group: Ray's processes die with it
+        first = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own process group: Ray's processes die with it
         try:
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline and first.poll() is None:
@@ -304,8 +362,9 @@ def test_a_killed_search_resumes_the_same_experiment(tmp_path):
                 if len(done) >= 3 and state["mtime"] - state["stats"]["start_time"] >= 15:
                     break
                 time.sleep(0.2)
-            assert first.poll() is None, "the search ended before it could be killed: " + (tmp_path / "first.log"
-                                                                                         ).read_text()[-2000:]
+            assert first.poll() is None, (
+                "the search ended before it could be killed: " + (tmp_path / "first.log").read_text()[-2000:]
+            )
         finally:
             os.killpg(first.pid, signal.SIGKILL)  # the driver, the embedded Ray's head processes and workers
             first.wait()
@@ -313,9 +372,23 @@ def test_a_killed_search_resumes_the_same_experiment(tmp_path):
     spent = state["mtime"] - state["stats"]["start_time"]  # Tune's budget used up to the saved state
     finished_before = {i: (t["config"], t["last_result"]["end_time"]) for i, t in done.items()}
 
-    second = subprocess.run([sys.executable, "-m", "workloads.automl", "--resume", "--out", str(out), "--json",
-                             str(tmp_path / "resumed.json")], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=240)
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workloads.automl",
+            "--resume",
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "resumed.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
 
     final_state, final = _saved_trials(out / "tune")

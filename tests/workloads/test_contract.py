@@ -35,11 +35,21 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def cli(name: str, *args: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DLWILD_RUNS=str(tmp_path / "runs"), DLWILD_REGISTRY=str(tmp_path / "registry"),
-               RAY_AUTH_MODE="disabled")
+    env = dict(
+        os.environ,
+        DLWILD_RUNS=str(tmp_path / "runs"),
+        DLWILD_REGISTRY=str(tmp_path / "registry"),
+        RAY_AUTH_MODE="disabled",
+    )
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", f"workloads.{name}", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"workloads.{name}", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_every_workload_is_registered():
@@ -116,12 +126,17 @@ def toy_run(cfg: ToyConfig, out: Path) -> dict:
     if cfg.mode == "crash":
         raise RuntimeError("boom")
     (out / "result.txt").write_text(str(cfg.steps))
-    return {"steps_done": cfg.steps, "status": "ok" if cfg.mode == "ok" else "criterion_missed",
-            "outputs": {"result": str(out / "result.txt")}}
+    return {
+        "steps_done": cfg.steps,
+        "status": "ok" if cfg.mode == "ok" else "criterion_missed",
+        "outputs": {"result": str(out / "result.txt")},
+    }
 
 
-@pytest.mark.parametrize(("mode", "code", "status"), [("ok", 0, "ok"), ("miss", 1, "criterion_missed"),
-                                                      ("usage", 2, "usage_error"), ("crash", 1, "failed")])
+@pytest.mark.parametrize(
+    ("mode", "code", "status"),
+    [("ok", 0, "ok"), ("miss", 1, "criterion_missed"), ("usage", 2, "usage_error"), ("crash", 1, "failed")],
+)
 def test_the_runner_exit_codes_and_summary(mode, code, status, tmp_path, capsys):
     out = tmp_path / mode
     try:

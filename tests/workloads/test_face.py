@@ -95,8 +95,23 @@ def test_fusion_uses_every_expert():
 def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
     from workloads.face.__main__ import main
 
-    argv = ["--smoke-test", "--live", "32", "--per-family", "8", "--test-live", "16", "--test-per-family", "4",
-            "--views", "1", "--out", str(tmp_path / "run"), "--registry", str(tmp_path / "reg")]
+    argv = [
+        "--smoke-test",
+        "--live",
+        "32",
+        "--per-family",
+        "8",
+        "--test-live",
+        "16",
+        "--test-per-family",
+        "4",
+        "--views",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--registry",
+        str(tmp_path / "reg"),
+    ]
     assert main(argv) == 0
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["workload"] == "face" and saved["status"] == "ok" and saved["config"]["live"] == 32
@@ -115,8 +130,15 @@ def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
     assert p.shape == (1,) and 0 <= p[0] <= 1
 
 
-@pytest.mark.parametrize("argv,flag", [(["--per-family", "2"], "--per-family"), (["--live", "7"], "--live"),
-                                       (["--steps", "0"], "--steps"), (["--no-such-flag"], "--no-such-flag")])
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["--per-family", "2"], "--per-family"),
+        (["--live", "7"], "--live"),
+        (["--steps", "0"], "--steps"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
 def test_cli_rejects_bad_flags(capsys, argv, flag):
     from workloads.face.__main__ import FaceConfig, main
 

@@ -34,7 +34,7 @@ def _check_row(row: dict, ink_below: int) -> None:
     assert set(row["labels"]) <= set(classes(row["kind"]))
     for (x0, y0, x1, y1), label in zip(row["boxes"], row["labels"]):
         assert 0 <= x0 < x1 <= w - 1 and 0 <= y0 < y1 <= h - 1, (label, x0, y0, x1, y1)
-        crop = img[int(y0):int(np.ceil(y1)) + 1, int(x0):int(np.ceil(x1)) + 1]
+        crop = img[int(y0) : int(np.ceil(y1)) + 1, int(x0) : int(np.ceil(x1)) + 1]
         assert crop.min() < ink_below, f"{label} box {x0, y0, x1, y1} covers no ink"
 
 
@@ -56,8 +56,14 @@ def test_degraded_pages_keep_boxes_on_ink_and_record_the_homography():
 @pytest.mark.parametrize("page_type", ["article", "classifieds", "tv_programme", "share_prices", "sports_results"])
 def test_news_pages_boxes_mask_and_page_types(page_type):
     page = news.render(np.random.default_rng(5), page_type=page_type)
-    row = dict(kind="news", width=news.WIDTH, height=news.HEIGHT, boxes=page["boxes"], labels=page["labels"],
-               image=cv2.imencode(".png", page["image"])[1].tobytes())
+    row = dict(
+        kind="news",
+        width=news.WIDTH,
+        height=news.HEIGHT,
+        boxes=page["boxes"],
+        labels=page["labels"],
+        image=cv2.imencode(".png", page["image"])[1].tobytes(),
+    )
     _check_row(row, ink_below=130)
     mask = rle_to_mask(mask_to_rle(page["mask"]), news.HEIGHT, news.WIDTH)
     assert (mask == page["mask"]).all()
@@ -99,11 +105,29 @@ def test_a_killed_run_resumes_without_duplicate_or_missing_pages(ray_session, tm
     """SIGKILL a real `python -m workloads.pages` after its first shard, rerun it: the finished shards are kept
     (not rewritten), the rest are written, every page is there exactly once and no temp file is left."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "workloads.pages", "--kind", "news", "--pages", "10", "--shard-size", "2",
-           "--workers", "1", "--out", str(out), "--sample", "0", "--align-pages", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workloads.pages",
+        "--kind",
+        "news",
+        "--pages",
+        "10",
+        "--shard-size",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--sample",
+        "0",
+        "--align-pages",
+        "0",
+    ]
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.time() + 120
         while not glob.glob(str(out / "*.parquet")) and time.time() < deadline and proc.poll() is None:
@@ -119,10 +143,14 @@ def test_a_killed_run_resumes_without_duplicate_or_missing_pages(ray_session, tm
     kept = {f: os.stat(f).st_mtime_ns for f in first}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(os.listdir(out)) == sorted(["run.json", "summary.json", "class_histogram.png"]
-                                             + [f"news-{k:05d}.parquet" for k in range(5)])  # no temp files
-    ids = [pid for k in range(5)
-           for pid in pq.read_table(out / f"news-{k:05d}.parquet", columns=["page_id"]).column("page_id").to_pylist()]
+    assert sorted(os.listdir(out)) == sorted(
+        ["run.json", "summary.json", "class_histogram.png"] + [f"news-{k:05d}.parquet" for k in range(5)]
+    )  # no temp files
+    ids = [
+        pid
+        for k in range(5)
+        for pid in pq.read_table(out / f"news-{k:05d}.parquet", columns=["page_id"]).column("page_id").to_pylist()
+    ]
     assert ids == [f"news-0-{i:08d}" for i in range(10)]
     assert {f: os.stat(f).st_mtime_ns for f in first} == kept, "finished shards must be skipped, not rewritten"
     summary = json.loads((out / "summary.json").read_text())
@@ -150,15 +178,19 @@ def test_margin_patches_paste_crops_with_their_boxes():
     pasted = 0
     for j in range(12):
         x, y = 4 + (j % 7) * (PATCH_W + 4), 4 + (j // 7) * (PATCH_H + 4)
-        region = img[y:y + PATCH_H, x:x + PATCH_W]
+        region = img[y : y + PATCH_H, x : x + PATCH_W]
         if y + PATCH_H > top:
             break
         match = [i for i in range(len(bank.patches)) if np.array_equal(bank.patches[i], region)]
         assert match, f"slot {j} holds no bank crop"
         i = match[0]
         expected = (np.asarray(bank.boxes[i]) + [x, y, x, y]).round(2)
-        inside = new_boxes[(new_boxes[:, 0] >= x) & (new_boxes[:, 2] <= x + PATCH_W) & (new_boxes[:, 1] >= y)
-                           & (new_boxes[:, 3] <= y + PATCH_H)]
+        inside = new_boxes[
+            (new_boxes[:, 0] >= x)
+            & (new_boxes[:, 2] <= x + PATCH_W)
+            & (new_boxes[:, 1] >= y)
+            & (new_boxes[:, 3] <= y + PATCH_H)
+        ]
         assert len(inside) == len(expected) and np.allclose(np.sort(inside, 0), np.sort(expected, 0), atol=0.01)
         pasted += 1
     assert pasted >= 7
@@ -190,6 +222,7 @@ def test_aligner_recovers_a_known_homography_within_2_px(kind):
 
 def test_cli_refuses_bad_flags_with_one_line():
     for args in (["--kind", "poems"], ["--pages", "0"], ["--no-such-flag"], ["--degrade", "2"]):
-        done = subprocess.run([sys.executable, "-m", "workloads.pages", *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "workloads.pages", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 2 and done.stderr.startswith("error:") and done.stderr.count("\n") == 1

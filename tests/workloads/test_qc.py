@@ -37,8 +37,16 @@ def test_augmentation_never_rotates_by_90_degrees():
     for _ in range(300):
         params = policy.sample(rng)
         assert abs(params["angle"]) <= policy.max_angle < 45
-        assert set(params) == {"angle", "flip_lr", "flip_ud", "shift", "brightness", "contrast", "noise",
-                               "noise_seed"}  # no transpose or rot90 among the operations
+        assert set(params) == {
+            "angle",
+            "flip_lr",
+            "flip_ud",
+            "shift",
+            "brightness",
+            "contrast",
+            "noise",
+            "noise_seed",
+        }  # no transpose or rot90 among the operations
         out = policy.apply(img, params)
         assert out.shape == img.shape
         assert _orientation(out) > 90 - 2 * policy.max_angle, params  # still axial after augmentation
@@ -91,14 +99,23 @@ def test_cli_smoke(ray_session, tmp_path):
     assert saved["registry"]["version"] == "v1" and saved["remedies"]["none"]["train_s"] > 0
     files, meta = find_model("qc", "tubes", root=str(tmp_path / "reg"))
     assert "weights.pt" in files and meta["remedy"] == "oversample_aug" and len(meta["entropy_scale"]) == 8
-    assert meta["command"] == f"python -m workloads.qc --out {tmp_path / 'run'} --smoke-test --registry " \
+    assert (
+        meta["command"] == f"python -m workloads.qc --out {tmp_path / 'run'} --smoke-test --registry "
         f"{tmp_path / 'reg'} --normal 800 --defects 8 --test-normal 1000 --test-defects 10 --steps 40 --adversarial 40"
+    )
     for name in ("remedies.png", "saliency.png", "entropy.png", "losses.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000 and saved["outputs"][name].endswith(name)
 
 
-@pytest.mark.parametrize("argv,flag", [(["--defects", "1"], "--defects"), (["--precision", "1"], "--precision"),
-                                       (["--eps", "0"], "--eps"), (["--adversarial", "0"], "--adversarial")])
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["--defects", "1"], "--defects"),
+        (["--precision", "1"], "--precision"),
+        (["--eps", "0"], "--eps"),
+        (["--adversarial", "0"], "--adversarial"),
+    ],
+)
 def test_cli_rejects_bad_flags(capsys, argv, flag):
     from workloads.qc.__main__ import main
 

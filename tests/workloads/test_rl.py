@@ -15,8 +15,16 @@ import torch
 from workloads.rl.train import RLConfig, build_algo_config, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(num_envs_per_env_runner=2, train_batch_size=256, minibatch_size=128, num_epochs=1, eval_interval=0,
-            eval_episodes=2, stop_timesteps=5000, opponents="L1,L2")
+TINY = dict(
+    num_envs_per_env_runner=2,
+    train_batch_size=256,
+    minibatch_size=128,
+    num_epochs=1,
+    eval_interval=0,
+    eval_episodes=2,
+    stop_timesteps=5000,
+    opponents="L1,L2",
+)
 
 
 def tiny(tmp_path, **kwargs) -> tuple:
@@ -29,17 +37,20 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["workloads.rl", "--algo", "a2c"], "--algo: invalid choice: 'a2c'"),
-    (["workloads.rl", "--eval-episodes", "0"], "--eval-episodes must be at least 1"),
-    (["workloads.rl", "--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint in /nonexistent/run"),
-    (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
-    (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
-    (["workloads.rl.evaluate", "--checkpoint", ".", "--episodes", "0"], "--episodes must be at least 1"),
-    (["workloads.rl.compare", "--algos", "ppo,a2c"], "--algos: unknown algorithm 'a2c'"),
-    (["workloads.rl.compare", "--seeds", "0"], "--seeds must be at least 1"),
-    (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["workloads.rl", "--algo", "a2c"], "--algo: invalid choice: 'a2c'"),
+        (["workloads.rl", "--eval-episodes", "0"], "--eval-episodes must be at least 1"),
+        (["workloads.rl", "--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint in /nonexistent/run"),
+        (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
+        (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
+        (["workloads.rl.evaluate", "--checkpoint", ".", "--episodes", "0"], "--episodes must be at least 1"),
+        (["workloads.rl.compare", "--algos", "ppo,a2c"], "--algos: unknown algorithm 'a2c'"),
+        (["workloads.rl.compare", "--seeds", "0"], "--seeds must be at least 1"),
+        (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
+    ],
+)
 def test_bad_flags_fail_with_one_line_before_ray(args, reason):
     proc = _cli(*args)
     assert proc.returncode == 2
@@ -57,21 +68,34 @@ def test_masked_dqn_module_never_picks_a_masked_action():
 
     env = BizSimMultiAgentEnv({})
     obs_space, act_space = env.observation_spaces["learner_0"], env.action_spaces["learner_0"]
-    module = MaskedDQNTorchRLModule(observation_space=obs_space, action_space=act_space, model_config={
-        "fcnet_hiddens": [16], "double_q": True, "dueling": True, "num_atoms": 1, "epsilon": [(0, 1.0), (100, 0.0)]})
+    module = MaskedDQNTorchRLModule(
+        observation_space=obs_space,
+        action_space=act_space,
+        model_config={
+            "fcnet_hiddens": [16],
+            "double_q": True,
+            "dueling": True,
+            "num_atoms": 1,
+            "epsilon": [(0, 1.0), (100, 0.0)],
+        },
+    )
     rng = np.random.default_rng(0)
     n, B = act_space.n, 512
     mask = (rng.random((B, n)) < 0.15).astype(np.int8)
     mask[:, 0] = 1
-    batch = {Columns.OBS: {"observations": torch.randn(B, obs_space["observations"].shape[0]),
-                           "action_mask": torch.as_tensor(mask)}}
+    batch = {
+        Columns.OBS: {
+            "observations": torch.randn(B, obs_space["observations"].shape[0]),
+            "action_mask": torch.as_tensor(mask),
+        }
+    }
     allowed = torch.as_tensor(mask).bool()
-    for t in (0, 50, 1000):                           # epsilon 1.0 (all random), 0.5, 0.0 (all greedy)
+    for t in (0, 50, 1000):  # epsilon 1.0 (all random), 0.5, 0.0 (all greedy)
         actions = module.forward_exploration(batch, t=t)[Columns.ACTIONS]
         assert allowed[torch.arange(B), actions].all()
     assert allowed[torch.arange(B), module.forward_inference(batch)[Columns.ACTIONS]].all()
     module.make_target_networks()
-    target_q = module.forward_target(batch)[QF_PREDS]           # the next-state max only sees valid actions
+    target_q = module.forward_target(batch)[QF_PREDS]  # the next-state max only sees valid actions
     assert allowed[torch.arange(B), target_q.argmax(-1)].all()
     assert (target_q[~allowed] < -1e30).all()
 
@@ -87,15 +111,26 @@ def test_factorised_ppo_module_samples_only_valid_triples():
     env = BizSimEnv(**game)
     space = env.action_space("firm_0")
     module = MaskedPPOTorchRLModule(
-        observation_space=env.observation_space("firm_0"), action_space=space,
-        model_config={"fcnet_hiddens": [16], "factorised": {
-            "unit_row": space.unit_row.tolist(), "target_row": space.target_row.tolist(),
-            "n_unit_rows": space.n_unit_rows, "n_target_rows": space.n_target_rows}})
+        observation_space=env.observation_space("firm_0"),
+        action_space=space,
+        model_config={
+            "fcnet_hiddens": [16],
+            "factorised": {
+                "unit_row": space.unit_row.tolist(),
+                "target_row": space.target_row.tolist(),
+                "n_unit_rows": space.n_unit_rows,
+                "n_target_rows": space.n_target_rows,
+            },
+        },
+    )
     obs, _ = env.reset(seed=3)
     invalid = 0
     for _ in range(30):
-        batch = {Columns.OBS: {k: torch.as_tensor(np.stack([o[k] for o in obs.values()])) for k in
-                               ("observations", "action_mask")}}
+        batch = {
+            Columns.OBS: {
+                k: torch.as_tensor(np.stack([o[k] for o in obs.values()])) for k in ("observations", "action_mask")
+            }
+        }
         actions = module.forward_exploration(batch)[Columns.ACTIONS].numpy()
         obs, _, _, _, infos = env.step(dict(zip(obs, actions)))
         if not env.agents:
@@ -129,7 +164,7 @@ def ppo_checkpoint(ray_session, tmp_path_factory):
         for key, value in weights.items():
             assert np.allclose(np.asarray(value), np.asarray(again[key])), key
         assert restored.iteration == 2
-        assert restored.train()["training_iteration"] == 3            # training goes on from the checkpoint
+        assert restored.train()["training_iteration"] == 3  # training goes on from the checkpoint
     finally:
         restored.stop()
     return checkpoint
@@ -189,8 +224,23 @@ def test_evaluate_against_an_import_path(ppo_checkpoint, tmp_path):
     from workloads.rl.evaluate import main
 
     out = tmp_path / "eval.json"
-    assert main(["--checkpoint", str(ppo_checkpoint), "--opponents", "envs.bizsim.opponents:GreedyProducer,L1",
-                 "--episodes", "4", "--rating-games", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(ppo_checkpoint),
+                "--opponents",
+                "envs.bizsim.opponents:GreedyProducer,L1",
+                "--episodes",
+                "4",
+                "--rating-games",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     first = result["opponents"][0]
     assert first["opponent"] == "envs.bizsim.opponents:GreedyProducer" and first["episodes"] == 4
@@ -209,15 +259,32 @@ def test_evaluation_plays_only_the_evaluation_opponents(tmp_path):
     assert parse_mix(evaluation.env_config["opponents"]) == {"L2": 1.0}
 
 
-RESUMABLE = ["--opponents", "L1", "--eval-opponents", "L1", "--num-envs-per-env-runner", "2", "--train-batch-size",
-             "256", "--minibatch-size", "128", "--num-epochs", "1", "--eval-interval", "0", "--eval-episodes", "2",
-             "--checkpoint-every", "2"]
+RESUMABLE = [
+    "--opponents",
+    "L1",
+    "--eval-opponents",
+    "L1",
+    "--num-envs-per-env-runner",
+    "2",
+    "--train-batch-size",
+    "256",
+    "--minibatch-size",
+    "128",
+    "--num-epochs",
+    "1",
+    "--eval-interval",
+    "0",
+    "--eval-episodes",
+    "2",
+    "--checkpoint-every",
+    "2",
+]
 
 
 def _checkpointed_iteration(out: Path) -> int:
     try:
         return json.loads((out / "checkpoint" / "run_state.json").read_text())["iteration"]
-    except (OSError, ValueError, KeyError):          # not written yet, or being swapped in
+    except (OSError, ValueError, KeyError):  # not written yet, or being swapped in
         return 0
 
 
@@ -241,8 +308,15 @@ def test_training_resumes_after_sigkill_without_losing_or_repeating_iterations(t
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "workloads.rl", "--out", str(out), *RESUMABLE]
-    proc = subprocess.Popen([*cmd, "--stop-iters", "40"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, "--stop-iters", "40"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 90
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -256,21 +330,27 @@ def test_training_resumes_after_sigkill_without_losing_or_repeating_iterations(t
         proc.wait()
     killed_at = _checkpointed_iteration(out)
     assert killed_at >= 2 and not (out / "summary.json").exists()
-    assert max(_logged_iterations(out)) > killed_at           # the killed run got past its checkpoint
+    assert max(_logged_iterations(out)) > killed_at  # the killed run got past its checkpoint
 
     stop = killed_at + 3
-    resumed = subprocess.run([sys.executable, "-m", "workloads.rl", "--out", str(out), "--resume", "--stop-iters",
-                              str(stop)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "workloads.rl", "--out", str(out), "--resume", "--stop-iters", str(stop)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["resumed_from_iteration"] == killed_at
     assert summary["iterations"] == stop and summary["config"]["resume"] is True
-    assert summary["config"]["train_batch_size"] == 256 and summary["config"]["opponents"] == "L1"   # saved settings
+    assert summary["config"]["train_batch_size"] == 256 and summary["config"]["opponents"] == "L1"  # saved settings
     rows = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     train, final = rows[:-1], rows[-1]
-    assert [r["iteration"] for r in train] == list(range(1, stop + 1))      # none lost, none twice
+    assert [r["iteration"] for r in train] == list(range(1, stop + 1))  # none lost, none twice
     steps = [r["env_steps"] for r in train]
-    assert all(b > a for a, b in zip(steps, steps[1:]))                     # the counter goes on from the checkpoint
+    assert all(b > a for a, b in zip(steps, steps[1:]))  # the counter goes on from the checkpoint
     assert final["iteration"] == stop and "eval_win_rate" in final and final["env_steps"] == steps[-1]
     assert summary["env_steps"] == steps[-1]
     with (out / "progress.csv").open() as f:

@@ -62,8 +62,10 @@ def test_dwd_loss_falls_and_schedule(music_pages):
         page = dict(image=img, **dwd.targets(row["boxes"], [idx[x] for x in row["labels"]], *img.shape))
         crops += [crop(rng, page, 96) for _ in range(2)]
     x = torch.from_numpy(1 - np.stack([c["image"] for c in crops])[:, None].astype(np.float32) / 255)
-    t = [torch.from_numpy(np.stack([c[k] for c in crops]).astype(dt)) for k, dt in
-         (("cls", np.int64), ("energy", np.int64), ("size", np.float32))]
+    t = [
+        torch.from_numpy(np.stack([c[k] for c in crops]).astype(dt))
+        for k, dt in (("cls", np.int64), ("energy", np.int64), ("size", np.float32))
+    ]
     staged = dwd.StagedLoss(100)
     assert [staged.stage(s) for s in (0, 20, 35, 45, 60)] == ["cls", "energy", "box", "energy", "all"]
     losses = _fit(lambda: dwd.build_model(len(names)), lambda m: sum(dwd.losses(m(x), *t).values()))
@@ -80,13 +82,17 @@ def test_rest_weight_and_class_weights():
     assert len(w) == len(names) + 1 and w[0] == 1.0
     weight = dict(zip(["background"] + names, w))
     assert weight["tie"] > weight["clefG"] > weight["staff"] > weight["stem"] and weight["stem"] >= 1 / 8
-    out = {"cls": torch.zeros(1, len(names) + 1, 4, 4), "energy": torch.zeros(1, dwd.ENERGY_LEVELS, 4, 4),
-           "box": torch.zeros(1, 2, 4, 4)}
+    out = {
+        "cls": torch.zeros(1, len(names) + 1, 4, 4),
+        "energy": torch.zeros(1, dwd.ENERGY_LEVELS, 4, 4),
+        "box": torch.zeros(1, 2, 4, 4),
+    }
     target = torch.full((1, 4, 4), names.index("tie") + 1)
     energy, size = torch.ones(1, 4, 4, dtype=torch.long), torch.zeros(1, 2, 4, 4)
     plain = dwd.losses(out, target, energy, size)["cls"]
     assert float(dwd.losses(out, target, energy, size, torch.tensor(w))["cls"]) == pytest.approx(
-        float(plain) * weight["tie"])
+        float(plain) * weight["tie"]
+    )
 
 
 def test_symbol_crops_balance_classes(music_pages):
@@ -115,9 +121,11 @@ def test_dwd_decodes_its_own_targets(music_pages):
     img = decode_png(row["image"])
     t = dwd.targets(row["boxes"], [names.index(x) for x in row["labels"]], *img.shape)
     onehot = lambda a, n: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n).permute(2, 0, 1)[None]  # noqa: E731
-    out = dict(cls=onehot(t["cls"], len(names) + 1).float() * 10,
-               energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
-               box=torch.from_numpy(t["size"].astype(np.float32))[None])
+    out = dict(
+        cls=onehot(t["cls"], len(names) + 1).float() * 10,
+        energy=onehot(t["energy"], dwd.ENERGY_LEVELS).float() * 10,
+        box=torch.from_numpy(t["size"].astype(np.float32))[None],
+    )
     dets = dwd.decode(out, names, [img.shape])
     result = coco_map([row["boxes"]], [row["labels"]], dets, names)
     assert result["map50"] > 0.8
@@ -217,13 +225,26 @@ def test_smoke_job_trains_and_publishes(ray_session, tmp_path):
     """The Ray Train job end to end: pages stream in, the loss falls, a registry version appears."""
     from workloads.vision.__main__ import main
 
-    main(["--task", "omr", "--smoke-test", "--steps", "16", "--registry", str(tmp_path / "reg"),
-          "--out", str(tmp_path / "run")])
+    main(
+        [
+            "--task",
+            "omr",
+            "--smoke-test",
+            "--steps",
+            "16",
+            "--registry",
+            str(tmp_path / "reg"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["wall_s"] > 0 and summary["steps"] == 12  # smoke() caps --steps
     assert "map50" in summary["eval"]["clean"] and 0.0 <= summary["map50_clean"] <= 1.0
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "omr").glob("step-*.pt")) == [
-        "step-00000008.pt", "step-00000012.pt"]  # every 4 steps at smoke size, the last two kept
+        "step-00000008.pt",
+        "step-00000012.pt",
+    ]  # every 4 steps at smoke size, the last two kept
     files, meta = registry.load_model(str(tmp_path / "reg"), "omr", "dwd")
     assert meta["command"].startswith("python -m workloads.vision") and "weights.pt" in files
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
@@ -237,8 +258,21 @@ def test_evaluate_a_published_detector(ray_session, tmp_path, capsys):
     meta = dict(classes=classes("music"), train_class_counts={"staff": 50, "clefG": 2})
     weights = registry.torch_bytes(dwd.build_model(len(meta["classes"])).state_dict())
     registry.save_model(str(reg), "omr", "dwd", {"weights.pt": weights}, meta)
-    assert main(["--registry", str(reg), "--eval-pages", "1", "--json", str(tmp_path / "eval.json"),
-                 "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "--registry",
+                str(reg),
+                "--eval-pages",
+                "1",
+                "--json",
+                str(tmp_path / "eval.json"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "eval.json").read_text())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["workload"] == "vision.evaluate" and summary["map50_clean"] == result["map50_clean"]
@@ -262,13 +296,37 @@ def test_a_killed_training_resumes_from_its_checkpoint(ray_session, tmp_path):
     from workloads.vision.train import checkpoint_step, latest_checkpoint
 
     out, steps = tmp_path / "run", 40
-    cmd = [sys.executable, "-m", "workloads.vision", "--task", "omr", "--pages", "4", "--eval-pages", "1",
-           "--steps", str(steps), "--batch-size", "2", "--crops-per-page", "2", "--crop", "128",
-           "--checkpoint-every", "5", "--no-publish", "--threads", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workloads.vision",
+        "--task",
+        "omr",
+        "--pages",
+        "4",
+        "--eval-pages",
+        "1",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--crops-per-page",
+        "2",
+        "--crop",
+        "128",
+        "--checkpoint-every",
+        "5",
+        "--no-publish",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
     log, ckpts = out / "train_log" / "omr.jsonl", out / "checkpoints" / "omr"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.time() + 150
         while time.time() < deadline and proc.poll() is None:

@@ -41,11 +41,13 @@ class CompareConfig(WorkloadConfig):
 
     workload: ClassVar[str] = "automl-compare"  # runs/automl-compare/<timestamp>/
 
-    data: str = field("sylvine,jasmine,cadata,digits", help="comma-separated named data sets: "
-                                                             + ", ".join(automl_data.NAMED))
+    data: str = field(
+        "sylvine,jasmine,cadata,digits", help="comma-separated named data sets: " + ", ".join(automl_data.NAMED)
+    )
     searchers: str = field(",".join(SEARCHERS), help="comma-separated searchers")
-    budget_s: float = field(300.0, help="budget per data set and searcher, in seconds", minimum=MIN_BUDGET_S,
-                            maximum=MAX_BUDGET_S)
+    budget_s: float = field(
+        300.0, help="budget per data set and searcher, in seconds", minimum=MIN_BUDGET_S, maximum=MAX_BUDGET_S
+    )
     seed: int = field(0, help="seed of every run")
     cv_folds: int = field(5, help="K-fold cross-validation", minimum=2)
     concurrency: int = field(2, help="trials at once, the same for every searcher", minimum=1)
@@ -82,24 +84,36 @@ def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
             if done:
                 runs[name][searcher] = done
                 continue
-            run_cfg = AutoMLConfig(data=name, searcher=searcher, budget_s=cfg.budget_s, seed=cfg.seed,
-                                   cv_folds=cfg.cv_folds, concurrency=cfg.concurrency,
-                                   warm_start=cfg.warm_start, out=str(folder))
+            run_cfg = AutoMLConfig(
+                data=name,
+                searcher=searcher,
+                budget_s=cfg.budget_s,
+                seed=cfg.seed,
+                cv_folds=cfg.cv_folds,
+                concurrency=cfg.concurrency,
+                warm_start=cfg.warm_start,
+                out=str(folder),
+            )
             try:
                 runs[name][searcher] = search(run_cfg)
             except UsageError as exc:
                 runs[name][searcher] = {"error": str(exc)}
                 print(f"{name} {searcher}: {exc}")
         traces = {s: r.get("trace", []) for s, r in runs[name].items()}
-        plots[f"anytime_{name}"] = str(plot_anytime(traces, out / f"anytime_{name}.png",
-                                                    f"{name}: best CV score over time"))
+        plots[f"anytime_{name}"] = str(
+            plot_anytime(traces, out / f"anytime_{name}.png", f"{name}: best CV score over time")
+        )
     ranks = mean_ranks(runs, searchers)
     table = format_table(runs, searchers, ranks, cfg)
     (out / "table.md").write_text(table)
     print(table)
-    return {"mean_rank": ranks, "paper": PAPER, "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
-            "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()},
-            "outputs": {"table": str(out / "table.md"), **plots}}
+    return {
+        "mean_rank": ranks,
+        "paper": PAPER,
+        "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
+        "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()},
+        "outputs": {"table": str(out / "table.md"), **plots},
+    }
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
@@ -110,8 +124,18 @@ def _finished(folder: Path) -> dict[str, Any] | None:
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("metric", "cv_score", "test_score", "test_score_best_single", "test_score_normalized", "n_trials",
-            "n_finished", "budget_s", "split", "error")
+    keys = (
+        "metric",
+        "cv_score",
+        "test_score",
+        "test_score_best_single",
+        "test_score_normalized",
+        "n_trials",
+        "n_finished",
+        "budget_s",
+        "split",
+        "error",
+    )
     brief = {k: result[k] for k in keys if k in result}
     if "best_pipeline" in result:
         brief["best_pipeline"] = result["best_pipeline"]["description"]
@@ -124,33 +148,47 @@ def mean_ranks(runs: dict[str, dict[str, Any]], searchers: list[str]) -> dict[st
     """Mean rank of each searcher by test score over the data sets where all of them finished (1 = best)."""
     from scipy.stats import rankdata
 
-    rows = [[-rs[s]["test_score"] for s in searchers] for rs in runs.values()
-            if all("test_score" in rs.get(s, {}) for s in searchers)]
+    rows = [
+        [-rs[s]["test_score"] for s in searchers]
+        for rs in runs.values()
+        if all("test_score" in rs.get(s, {}) for s in searchers)
+    ]
     if not rows:
         return {}
     return dict(zip(searchers, np.mean([rankdata(r) for r in rows], axis=0).round(2).tolist()))
 
 
-def format_table(runs: dict[str, dict[str, Any]], searchers: list[str], ranks: dict[str, float],
-                 cfg: CompareConfig) -> str:
+def format_table(
+    runs: dict[str, dict[str, Any]], searchers: list[str], ranks: dict[str, float], cfg: CompareConfig
+) -> str:
     """Markdown: test score (CV score, trials) per searcher, then Table 1's numbers for the same data set."""
     paper_cols = list(PAPER_MEAN_OF_TEN)
     head = ["data set", "metric", *searchers, *[f"paper: {c}" for c in paper_cols]]
-    lines = [f"Test scores after {cfg.budget_s:g} s per data set and searcher, {cfg.cv_folds}-fold CV, "
-             f"{cfg.concurrency} trials at once, seed {cfg.seed}; cells: test (CV, trials). Balanced accuracy is "
-             "the plain form; R2 for regression. Paper: Table 1 of Stadelmann et al. (2018).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"Test scores after {cfg.budget_s:g} s per data set and searcher, {cfg.cv_folds}-fold CV, "
+        f"{cfg.concurrency} trials at once, seed {cfg.seed}; cells: test (CV, trials). Balanced accuracy is "
+        "the plain form; R2 for regression. Paper: Table 1 of Stadelmann et al. (2018).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for name, rs in runs.items():
         metric = next((r["metric"] for r in rs.values() if "metric" in r), "")
         cells = [LABELS.get(name, name), metric]
         for s in searchers:
             r = rs.get(s, {})
-            cells.append(f"{r['test_score']:.4f} ({r['cv_score']:.4f}, {r['n_trials']})" if "test_score" in r
-                         else "failed")
+            cells.append(
+                f"{r['test_score']:.4f} ({r['cv_score']:.4f}, {r['n_trials']})" if "test_score" in r else "failed"
+            )
         cells += [f"{PAPER[name][c]:.4f}" if name in PAPER else "—" for c in paper_cols]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| mean rank (1 = best) | | " + " | ".join(str(ranks.get(s, "—")) for s in searchers) + " | "
-                 + " | ".join(f"mean of 10: {PAPER_MEAN_OF_TEN[c]:.4f}" for c in paper_cols) + " |")
+    lines.append(
+        "| mean rank (1 = best) | | "
+        + " | ".join(str(ranks.get(s, "—")) for s in searchers)
+        + " | "
+        + " | ".join(f"mean of 10: {PAPER_MEAN_OF_TEN[c]:.4f}" for c in paper_cols)
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -74,8 +74,10 @@ def load_dataset(data: str, target: str | None = None, task: str | None = None, 
         file, default_target, default_header, default_task = CHALLENGE_FILES[data]
         path = data_dir() / file
         if not path.is_file():
-            raise DataError(f"data set {data!r} needs {path}; put the AutoML files there "
-                            "or set DLWILD_DATA_DIR to the folder that holds automl/")
+            raise DataError(
+                f"data set {data!r} needs {path}; put the AutoML files there "
+                "or set DLWILD_DATA_DIR to the folder that holds automl/"
+            )
         return load_csv(path, target or default_target, task or default_task, default_header, name=data)
     path = Path(data)
     if path.suffix.lower() not in (".csv", ".txt") and not path.exists():
@@ -117,8 +119,10 @@ def load_csv(path: Path, target: str, task: str | None, header: str = "auto", na
             target = names[index]
         except (ValueError, IndexError):
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise DataError(f"target column {target!r} not found in {path.name} (columns: {shown}; "
-                            f"or give an index from 0 to {len(names) - 1})") from None
+            raise DataError(
+                f"target column {target!r} not found in {path.name} (columns: {shown}; "
+                f"or give an index from 0 to {len(names) - 1})"
+            ) from None
     return clean(raw, target, task, name=name or path.stem)
 
 
@@ -169,8 +173,10 @@ def clean(frame: pd.DataFrame, target: str, task: str | None, name: str) -> Data
     classes, y = np.unique(labels.to_numpy(), return_inverse=True)
     counts = np.bincount(y)
     if counts.min() < 2:
-        raise DataError(f"class {classes[counts.argmin()]!r} of {target!r} has only {counts.min()} row; "
-                        "every class needs at least 2 rows for a stratified split")
+        raise DataError(
+            f"class {classes[counts.argmin()]!r} of {target!r} has only {counts.min()} row; "
+            "every class needs at least 2 rows for a stratified split"
+        )
     classes = [c.item() if hasattr(c, "item") else c for c in classes]
     return Dataset(name, X, y.astype(np.int64), task, str(target), list(features), classes, notes)
 
@@ -190,8 +196,7 @@ def infer_task(y_raw: pd.Series, target: str, task: str | None) -> str:
     if continuous:
         raise DataError(f"target {target!r} looks continuous ({distinct} distinct values); use --task regression")
     if task == "binary" and distinct != 2:
-        raise DataError(f"--task binary needs 2 classes but target {target!r} has {distinct}; "
-                        "use --task multiclass")
+        raise DataError(f"--task binary needs 2 classes but target {target!r} has {distinct}; use --task multiclass")
     if distinct < 2:
         raise DataError(f"target {target!r} has a single class; nothing to learn")
     return task
@@ -202,8 +207,9 @@ def split_data(y: np.ndarray, task: str, seed: int = 0, test_size: float = 0.2) 
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(y))
-    train, test = train_test_split(rows, test_size=test_size, random_state=seed,
-                                   stratify=None if task == "regression" else y)
+    train, test = train_test_split(
+        rows, test_size=test_size, random_state=seed, stratify=None if task == "regression" else y
+    )
     return np.sort(train), np.sort(test)
 
 

@@ -30,9 +30,18 @@ from workloads.automl import space
 class EvolutionSearch(Searcher):
     """Genetic programming over pipelines: population, top-20% survival, crossover, mutation."""
 
-    def __init__(self, task: str, metric: str = "cv_score", mode: str = "max", population_size: int = 12,
-                 survival: float = 0.2, crossover_rate: float = 0.5, objective: str = "score",
-                 points_to_evaluate: list[dict] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        task: str,
+        metric: str = "cv_score",
+        mode: str = "max",
+        population_size: int = 12,
+        survival: float = 0.2,
+        crossover_rate: float = 0.5,
+        objective: str = "score",
+        points_to_evaluate: list[dict] | None = None,
+        seed: int = 0,
+    ):
         super().__init__(metric=metric, mode=mode)
         if objective not in ("score", "score_time"):
             raise ValueError(f"objective must be 'score' or 'score_time', not {objective!r}")
@@ -67,8 +76,12 @@ class EvolutionSearch(Searcher):
         else:
             config, parents = self._offspring()
         self.seen.add(_key(config))
-        self.pending[trial_id] = {"config": config, "generation": self.generation, "parents": parents,
-                                  "trial_id": trial_id}
+        self.pending[trial_id] = {
+            "config": config,
+            "generation": self.generation,
+            "parents": parents,
+            "trial_id": trial_id,
+        }
         return dict(config)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -89,8 +102,11 @@ class EvolutionSearch(Searcher):
     def _select(self) -> None:
         """Survivors := the best `n_survivors` of parents + offspring; the next generation begins."""
         pool = self.survivors + self.fresh
-        self.survivors = _nsga2(pool, self.n_survivors) if self.objective == "score_time" else sorted(
-            pool, key=lambda ind: ind["score"], reverse=True)[:self.n_survivors]
+        self.survivors = (
+            _nsga2(pool, self.n_survivors)
+            if self.objective == "score_time"
+            else sorted(pool, key=lambda ind: ind["score"], reverse=True)[: self.n_survivors]
+        )
         self.fresh = []
         self.generation += 1
 
@@ -110,6 +126,7 @@ class EvolutionSearch(Searcher):
 
             def make():
                 return space.mutate(a["config"], self.task, self.rng)
+
         return self._new(make), parents
 
     def _new(self, make) -> dict:
@@ -142,11 +159,16 @@ def _nsga2(pool: list[dict], k: int) -> list[dict]:
     remaining = list(range(len(pool)))
     chosen: list[int] = []
     while remaining and len(chosen) < k:
-        front = [i for i in remaining if not any(
-            points[j][0] >= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i]
-            for j in remaining)]
+        front = [
+            i
+            for i in remaining
+            if not any(
+                points[j][0] >= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i]
+                for j in remaining
+            )
+        ]
         if len(chosen) + len(front) > k:
-            front = sorted(front, key=lambda i: _crowding(front, points)[i], reverse=True)[:k - len(chosen)]
+            front = sorted(front, key=lambda i: _crowding(front, points)[i], reverse=True)[: k - len(chosen)]
         chosen += front
         remaining = [i for i in remaining if i not in front]
     return [pool[i] for i in chosen]

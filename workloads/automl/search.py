@@ -38,26 +38,34 @@ class AutoMLConfig(WorkloadConfig):
     workload: ClassVar[str] = "automl"
 
     data: str = field("", help="CSV file, or a named data set: " + ", ".join(automl_data.NAMED))
-    target: str = field("", help="target column: name or index (negative counts from the end); "
-                                 "known for named data sets")
+    target: str = field(
+        "", help="target column: name or index (negative counts from the end); known for named data sets"
+    )
     task: str = field("auto", help="auto infers it from the target", choices=("auto", *automl_data.TASKS))
-    searcher: str = field("bayes", help="random (Tune's random sampling) | bayes (Optuna TPE) | "
-                                        "evolution (TPOT-style genetic search)", choices=SEARCHERS)
-    budget_s: float = field(300.0, help="wall-clock budget of the search in seconds, at least enough for one trial "
-                                        "(ensemble refit comes after)", minimum=MIN_BUDGET_S, maximum=MAX_BUDGET_S)
+    searcher: str = field(
+        "bayes",
+        help="random (Tune's random sampling) | bayes (Optuna TPE) | evolution (TPOT-style genetic search)",
+        choices=SEARCHERS,
+    )
+    budget_s: float = field(
+        300.0,
+        help="wall-clock budget of the search in seconds, at least enough for one trial (ensemble refit comes after)",
+        minimum=MIN_BUDGET_S,
+        maximum=MAX_BUDGET_S,
+    )
     seed: int = field(0, help="seed of the split, the CV folds, the searchers and the estimators")
     json: str = field("", help="also write the summary to this path")
     cv_folds: int = field(5, help="K of the K-fold cross-validation (stratified for classification)", minimum=2)
     test_size: float = field(0.2, help="fraction of rows held out for the test score", minimum=0.01, maximum=0.99)
-    header: str = field("auto", help="CSV header row (auto: a first row without any number)",
-                        choices=automl_data.HEADERS)
+    header: str = field(
+        "auto", help="CSV header row (auto: a first row without any number)", choices=automl_data.HEADERS
+    )
     warm_start: bool = field(True, help="start bayes/evolution from portfolio configurations of similar data sets")
     concurrency: int = field(2, help="trials run at once, one CPU each (the same for every searcher)", minimum=1)
     population_size: int = field(12, help="evolution: pipelines per generation (top 20%% survive)", minimum=2)
     nsga2: bool = field(False, help="evolution: select survivors by NSGA-II on (CV score, fit time)")
     asha: bool = field(False, help="stop weak pipelines early with ASHA over the CV folds")
-    ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)",
-                                 minimum=1)
+    ensemble_rounds: int = field(50, help="rounds of greedy ensemble selection (1 = best single pipeline)", minimum=1)
     ensemble_candidates: int = field(30, help="best pipelines offered to ensemble selection", minimum=1)
     smoke_test: bool = field(False, help="tiny run: breast_cancer unless --data, at most 20 s, 3 folds")
     resume: bool = field(False, help="continue the interrupted search in --out (its saved settings are used)")
@@ -78,8 +86,9 @@ class AutoMLConfig(WorkloadConfig):
         if not path.is_file():
             raise UsageError(f"nothing to resume in {self.out}: no config.json from an earlier run")
         saved = json.loads(path.read_text())
-        return config_from_dict(AutoMLConfig, {**saved, "resume": True, "out": self.out,
-                                               "json": self.json or saved.get("json", "")})
+        return config_from_dict(
+            AutoMLConfig, {**saved, "resume": True, "out": self.out, "json": self.json or saved.get("json", "")}
+        )
 
     def validate(self) -> None:
         if not self.data:
@@ -116,12 +125,25 @@ def cv_trainable(config: dict[str, Any], X: np.ndarray, y: np.ndarray, settings:
                     oof[valid] = model.predict(X[valid])
                 scores.append(ensemble.score_predictions(y[valid], oof[valid], task))
         except Exception as exc:  # a pipeline that cannot fit this data scores worst, the search goes on
-            tune.report({METRIC: settings["worst"], "folds_done": folds, "fit_time": fit_time, "failed": 1,
-                         "end_time": time.time(), "error": f"{type(exc).__name__}: {exc}"[:200]})
+            tune.report(
+                {
+                    METRIC: settings["worst"],
+                    "folds_done": folds,
+                    "fit_time": fit_time,
+                    "failed": 1,
+                    "end_time": time.time(),
+                    "error": f"{type(exc).__name__}: {exc}"[:200],
+                }
+            )
             return
         fit_time += time.perf_counter() - start
-        metrics = {METRIC: float(np.mean(scores)), "folds_done": fold, "fit_time": fit_time, "failed": 0,
-                   "end_time": time.time()}
+        metrics = {
+            METRIC: float(np.mean(scores)),
+            "folds_done": fold,
+            "fit_time": fit_time,
+            "failed": 0,
+            "end_time": time.time(),
+        }
         if fold < folds:
             tune.report(metrics)
             continue
@@ -143,13 +165,24 @@ def _searcher(cfg: AutoMLConfig, task: str, warm: list[dict]):
 
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True, n_startup_trials=10)
-        return OptunaSearch(space=functools.partial(space.optuna_space, task=task), metric=METRIC, mode="max",
-                            sampler=sampler, points_to_evaluate=warm or None), None
+        return OptunaSearch(
+            space=functools.partial(space.optuna_space, task=task),
+            metric=METRIC,
+            mode="max",
+            sampler=sampler,
+            points_to_evaluate=warm or None,
+        ), None
     from workloads.automl.evolution import EvolutionSearch
 
-    return EvolutionSearch(task, METRIC, "max", population_size=cfg.population_size,
-                           objective="score_time" if cfg.nsga2 else "score", points_to_evaluate=warm,
-                           seed=cfg.seed), None
+    return EvolutionSearch(
+        task,
+        METRIC,
+        "max",
+        population_size=cfg.population_size,
+        objective="score_time" if cfg.nsga2 else "score",
+        points_to_evaluate=warm,
+        seed=cfg.seed,
+    ), None
 
 
 @dataclass
@@ -164,8 +197,9 @@ class Prepared:
 def prepare(cfg: AutoMLConfig) -> Prepared:
     """Load and split the data of `cfg`; UsageError says what is wrong with it. Cached, so that the check before
     Ray starts (`validate`) and the run read the data once."""
-    dataset, train_rows, test_rows = _load_split(cfg.data, cfg.target or None, cfg.task, cfg.header, cfg.seed,
-                                                 cfg.test_size)
+    dataset, train_rows, test_rows = _load_split(
+        cfg.data, cfg.target or None, cfg.task, cfg.header, cfg.seed, cfg.test_size
+    )
     if dataset.task != "regression" and np.bincount(dataset.y[train_rows]).min() < cfg.cv_folds:
         raise UsageError(f"a class has fewer training rows than --cv-folds {cfg.cv_folds}; lower --cv-folds")
     return Prepared(dataset, train_rows, test_rows)
@@ -199,11 +233,16 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
 
     result_grid = _tune(cfg, task, X, y, warm, out)
     finished = [r for r in result_grid if r.metrics and r.metrics.get("folds_done") == cfg.cv_folds]
-    usable = sorted((r for r in finished if not r.metrics.get("failed") and r.checkpoint is not None),
-                    key=lambda r: r.metrics[METRIC], reverse=True)
+    usable = sorted(
+        (r for r in finished if not r.metrics.get("failed") and r.checkpoint is not None),
+        key=lambda r: r.metrics[METRIC],
+        reverse=True,
+    )
     if not usable:
-        raise UsageError(f"no pipeline finished its {cfg.cv_folds}-fold CV within --budget-s {cfg.budget_s:g}; "
-                         "raise --budget-s or lower --cv-folds")
+        raise UsageError(
+            f"no pipeline finished its {cfg.cv_folds}-fold CV within --budget-s {cfg.budget_s:g}; "
+            "raise --budget-s or lower --cv-folds"
+        )
     trace = _trace(finished, started)
     final, selection = _ensemble(cfg, task, X, y, usable)
     X_test, y_test = dataset.X[test_rows], dataset.y[test_rows]
@@ -229,8 +268,13 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
         "cv_folds": cfg.cv_folds,
         "concurrency": cfg.concurrency,
         "seed": cfg.seed,
-        "split": {"seed": cfg.seed, "test_size": cfg.test_size, "train_rows": len(train_rows),
-                  "test_rows": len(test_rows), "fingerprint": automl_data.split_fingerprint(test_rows)},
+        "split": {
+            "seed": cfg.seed,
+            "test_size": cfg.test_size,
+            "train_rows": len(train_rows),
+            "test_rows": len(test_rows),
+            "fingerprint": automl_data.split_fingerprint(test_rows),
+        },
         "meta_features": meta,
         "data_notes": dataset.notes,
         "trace": trace,
@@ -241,9 +285,11 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
         chance = 1.0 / len(dataset.classes)
         summary["test_score_normalized"] = (test_score - chance) / (1.0 - chance)  # ChaLearn's BAC form
     summary["outputs"] = _save(final, summary, dataset, out)
-    print(f"{summary['dataset']} {summary['searcher']}: cv {summary['metric']} {summary['cv_score']:.4f}, "
-          f"test {test_score:.4f} (best single {summary['test_score_best_single']:.4f}), {summary['n_trials']} "
-          f"trials, ensemble of {len(selection['members'])} -> {summary['outputs']['model']}")
+    print(
+        f"{summary['dataset']} {summary['searcher']}: cv {summary['metric']} {summary['cv_score']:.4f}, "
+        f"test {test_score:.4f} (best single {summary['test_score_best_single']:.4f}), {summary['n_trials']} "
+        f"trials, ensemble of {len(selection['members'])} -> {summary['outputs']['model']}"
+    )
     return summary
 
 
@@ -259,25 +305,38 @@ def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    settings = {"task": task, "cv_folds": cfg.cv_folds, "seed": cfg.seed,
-                "n_classes": int(y.max()) + 1 if task != "regression" else 0,
-                "worst": -1.0 if task == "regression" else 0.0}
+    settings = {
+        "task": task,
+        "cv_folds": cfg.cv_folds,
+        "seed": cfg.seed,
+        "n_classes": int(y.max()) + 1 if task != "regression" else 0,
+        "worst": -1.0 if task == "regression" else 0.0,
+    }
     trainable = tune.with_resources(tune.with_parameters(cv_trainable, X=X, y=y, settings=settings), {"cpu": 1})
     experiment = out / "tune"
     if cfg.resume and tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
         return tuner.fit()
     search_alg, param_space = _searcher(cfg, task, warm)
-    scheduler = (ASHAScheduler(time_attr="folds_done", max_t=cfg.cv_folds, grace_period=1, reduction_factor=3)
-                 if cfg.asha else FIFOScheduler())
+    scheduler = (
+        ASHAScheduler(time_attr="folds_done", max_t=cfg.cv_folds, grace_period=1, reduction_factor=3)
+        if cfg.asha
+        else FIFOScheduler()
+    )
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
-                                    num_samples=-1, time_budget_s=cfg.budget_s,
-                                    max_concurrent_trials=None if cfg.searcher == "random" else cfg.concurrency,
-                                    reuse_actors=True,
-                                    trial_dirname_creator=_trial_dirname),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="max",
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=-1,
+            time_budget_s=cfg.budget_s,
+            max_concurrent_trials=None if cfg.searcher == "random" else cfg.concurrency,
+            reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
+        ),
         run_config=tune.RunConfig(storage_path=str(out), name="tune", verbose=1),
     )
     return tuner.fit()
@@ -292,9 +351,19 @@ def evolution_state(out: Path) -> dict[str, Any]:
         return {}
     with open(states[-1], "rb") as f:  # written by EvolutionSearch.save in this run's own folder
         state = pickle.load(f)
-    return {"generations": state["generation"], "population_size": state["population_size"],
-            "survivors": [{"trial_id": s["trial_id"], "score": s["score"], "generation": s["generation"],
-                           "description": space.describe(s["config"], state["task"])} for s in state["survivors"]]}
+    return {
+        "generations": state["generation"],
+        "population_size": state["population_size"],
+        "survivors": [
+            {
+                "trial_id": s["trial_id"],
+                "score": s["score"],
+                "generation": s["generation"],
+                "description": space.describe(s["config"], state["task"]),
+            }
+            for s in state["survivors"]
+        ],
+    }
 
 
 def _trial_dirname(trial) -> str:
@@ -315,8 +384,11 @@ def _search_s(finished: list, sessions: list[float]) -> float | None:
     """Seconds spent searching: in each session, from its start to the last trial that finished in it (for a run
     without interruption, the last point of the trace); the time between a kill and its --resume does not count."""
     ends = [r.metrics["end_time"] for r in finished]
-    spans = [max(inside) - start for start, stop in zip(sessions, [*sessions[1:], math.inf])
-             if (inside := [e for e in ends if start <= e < stop])]
+    spans = [
+        max(inside) - start
+        for start, stop in zip(sessions, [*sessions[1:], math.inf])
+        if (inside := [e for e in ends if start <= e < stop])
+    ]
     return round(sum(spans), 2) if spans else None
 
 
@@ -331,14 +403,19 @@ def _trace(finished: list, started: float) -> list[list[float]]:
 
 def _pipeline_info(result, task: str) -> dict[str, Any]:
     config = space.prune(result.config, task)
-    return {"description": space.describe(config, task), "config": config, "cv_score": result.metrics[METRIC],
-            "fit_time_s": result.metrics["fit_time"], "trial_id": result.metrics.get("trial_id")}
+    return {
+        "description": space.describe(config, task),
+        "config": config,
+        "cv_score": result.metrics[METRIC],
+        "fit_time_s": result.metrics["fit_time"],
+        "trial_id": result.metrics.get("trial_id"),
+    }
 
 
 def _ensemble(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, usable: list):
     """Caruana selection over the best candidates' out-of-fold predictions; the chosen ensemble refit on all of
     the training split. Member m0 is always the best single pipeline."""
-    candidates = usable[:cfg.ensemble_candidates]
+    candidates = usable[: cfg.ensemble_candidates]
     oof = []
     for r in candidates:
         with r.checkpoint.as_directory() as folder:
@@ -351,9 +428,14 @@ def _ensemble(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, usable
         warnings.simplefilter("ignore")
         final.fit(X, y)
     members = [{**_pipeline_info(candidates[i], task), "weight": int(counts[i])} for i in chosen]
-    return final, {"members": members, "size": int(counts.sum()), "oof_score": ensemble_score,
-                   "best_single_oof_score": ensemble.score_predictions(y, oof[0], task),
-                   "candidates": len(candidates), "rounds": cfg.ensemble_rounds}
+    return final, {
+        "members": members,
+        "size": int(counts.sum()),
+        "oof_score": ensemble_score,
+        "best_single_oof_score": ensemble.score_predictions(y, oof[0], task),
+        "candidates": len(candidates),
+        "rounds": cfg.ensemble_rounds,
+    }
 
 
 def _test_score(model, X: np.ndarray, y: np.ndarray, task: str) -> float:
@@ -378,10 +460,17 @@ def _save(model, summary: dict, dataset, out: Path) -> dict[str, str]:
         **{k: summary[k] for k in ("dataset", "task", "target", "metric", "cv_score", "test_score", "ensemble")},
     }
     write_json(out / "model.json", description)
-    plot = plot_anytime({summary["searcher"]: summary["trace"]}, out / "anytime.png",
-                        f"{summary['dataset']}: best CV {summary['metric']} over time")
-    return {"model": str(model_path), "model_description": str(out / "model.json"), "anytime_plot": str(plot),
-            "tune": str(out / "tune")}
+    plot = plot_anytime(
+        {summary["searcher"]: summary["trace"]},
+        out / "anytime.png",
+        f"{summary['dataset']}: best CV {summary['metric']} over time",
+    )
+    return {
+        "model": str(model_path),
+        "model_description": str(out / "model.json"),
+        "anytime_plot": str(plot),
+        "tune": str(out / "tune"),
+    }
 
 
 def load_model(path: str | Path):

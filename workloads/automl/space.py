@@ -82,13 +82,19 @@ _CLASSIFIERS = ["logreg", "linear_svm", "kernel_svm", "knn", "rf", "et", "hgb", 
 _REGRESSORS = ["ridge", "elasticnet", "linear_svm", "kernel_svm", "knn", "rf", "et", "hgb", "mlp"]
 
 SPACES: dict[str, list[Param]] = {
-    CLASSIFICATION: _COMMON + [_p("estimator", "cat", _CLASSIFIERS)] + _TREES + [
+    CLASSIFICATION: _COMMON
+    + [_p("estimator", "cat", _CLASSIFIERS)]
+    + _TREES
+    + [
         _p("logreg__C", "float", [1e-3, 1e3], log=True),
         _p("linear_svm__alpha", "float", [1e-6, 1e-1], log=True),
         _p("lda__shrinkage", "float", [0.0, 1.0]),
         _p("qda__shrinkage", "float", [1e-3, 1.0], log=True),
     ],
-    REGRESSION: _COMMON + [_p("estimator", "cat", _REGRESSORS)] + _TREES + [
+    REGRESSION: _COMMON
+    + [_p("estimator", "cat", _REGRESSORS)]
+    + _TREES
+    + [
         _p("ridge__alpha", "float", [1e-3, 1e3], log=True),
         _p("elasticnet__alpha", "float", [1e-4, 1.0], log=True),
         _p("elasticnet__l1_ratio", "float", [0.0, 1.0]),
@@ -132,6 +138,7 @@ def sample(task: str, draw: Callable[[Param], Any], fixed: dict[str, Any] | None
 
 def random_draw(rng: np.random.Generator) -> Callable[[Param], Any]:
     """A `draw` function sampling uniformly (log-uniformly where `log`) with `rng`."""
+
     def draw(param: Param) -> Any:
         if param.kind == "cat":
             return param.values[int(rng.integers(len(param.values)))]
@@ -141,16 +148,19 @@ def random_draw(rng: np.random.Generator) -> Callable[[Param], Any]:
         else:
             value = rng.uniform(low, high)
         return int(min(high, max(low, round(value)))) if param.kind == "int" else float(value)
+
     return draw
 
 
 def optuna_space(trial, task: str) -> None:
     """Define-by-run space for OptunaSearch (module level so Tune can pickle it; bind `task` with partial)."""
+
     def draw(param: Param) -> Any:
         if param.kind == "cat":
             return trial.suggest_categorical(param.name, list(param.values))
         suggest = trial.suggest_int if param.kind == "int" else trial.suggest_float
         return suggest(param.name, param.values[0], param.values[1], log=param.log)
+
     sample(task, draw)
 
 
@@ -230,8 +240,12 @@ def _estimator(config: dict[str, Any], task: str, seed: int):
     hp = {k.split("__", 1)[1]: v for k, v in config.items() if k.startswith(name + "__")}
     classify = task != REGRESSION
     if name in ("rf", "et"):
-        cls = {("rf", True): ensemble.RandomForestClassifier, ("rf", False): ensemble.RandomForestRegressor,
-               ("et", True): ensemble.ExtraTreesClassifier, ("et", False): ensemble.ExtraTreesRegressor}
+        cls = {
+            ("rf", True): ensemble.RandomForestClassifier,
+            ("rf", False): ensemble.RandomForestRegressor,
+            ("et", True): ensemble.ExtraTreesClassifier,
+            ("et", False): ensemble.ExtraTreesRegressor,
+        }
         return cls[name, classify](**hp, n_jobs=1, random_state=seed)
     if name == "hgb":
         cls = ensemble.HistGradientBoostingClassifier if classify else ensemble.HistGradientBoostingRegressor
@@ -241,13 +255,18 @@ def _estimator(config: dict[str, Any], task: str, seed: int):
         return cls(**hp, n_jobs=1)
     if name == "mlp":
         cls = neural_network.MLPClassifier if classify else neural_network.MLPRegressor
-        return cls(hidden_layer_sizes=(hp["hidden"],), alpha=hp["alpha"], learning_rate_init=hp["learning_rate_init"],
-                   early_stopping=True, max_iter=200, random_state=seed)
+        return cls(
+            hidden_layer_sizes=(hp["hidden"],),
+            alpha=hp["alpha"],
+            learning_rate_init=hp["learning_rate_init"],
+            early_stopping=True,
+            max_iter=200,
+            random_state=seed,
+        )
     if name == "kernel_svm":
         if classify:
             # Platt-scaled probabilities from 3 internal folds (what SVC(probability=True) did, deprecated in 1.9)
-            return CalibratedClassifierCV(svm.SVC(C=hp["C"], gamma=hp["gamma"], cache_size=500), cv=3,
-                                          ensemble=False)
+            return CalibratedClassifierCV(svm.SVC(C=hp["C"], gamma=hp["gamma"], cache_size=500), cv=3, ensemble=False)
         return svm.SVR(C=hp["C"], gamma=hp["gamma"], epsilon=hp["epsilon"], cache_size=500)
     if name == "logreg":
         return linear_model.LogisticRegression(C=hp["C"], max_iter=1000)
@@ -283,25 +302,41 @@ def build_pipeline(config: dict[str, Any], task: str, n_features: int, seed: int
     classify = task != REGRESSION
     score_func = fs.f_classif if classify else fs.f_regression
     steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy=config["imputer"]))]
-    scalers = {"standard": preprocessing.StandardScaler, "robust": preprocessing.RobustScaler,
-               "minmax": preprocessing.MinMaxScaler}
+    scalers = {
+        "standard": preprocessing.StandardScaler,
+        "robust": preprocessing.RobustScaler,
+        "minmax": preprocessing.MinMaxScaler,
+    }
     if config["scaler"] in scalers:
         steps.append(("scale", scalers[config["scaler"]]()))
     pre = config["preprocessor"]
     if pre == "pca":
-        steps.append(("pca", decomposition.PCA(n_components=config["pca__n_components"], svd_solver="full",
-                                               random_state=seed)))
+        steps.append(
+            ("pca", decomposition.PCA(n_components=config["pca__n_components"], svd_solver="full", random_state=seed))
+        )
     elif pre == "select":
         steps.append(("select", fs.SelectPercentile(score_func, percentile=config["select__percentile"])))
     elif pre == "poly":
         if n_features > 20:
             steps.append(("select", fs.SelectKBest(score_func, k=20)))
-        steps.append(("poly", preprocessing.PolynomialFeatures(
-            degree=2, interaction_only=config["poly__interaction_only"], include_bias=False)))
+        steps.append(
+            (
+                "poly",
+                preprocessing.PolynomialFeatures(
+                    degree=2, interaction_only=config["poly__interaction_only"], include_bias=False
+                ),
+            )
+        )
         steps.append(("rescale", preprocessing.StandardScaler()))
     elif pre == "nystroem":
-        steps.append(("nystroem", kernel_approximation.Nystroem(
-            gamma=config["nystroem__gamma"], n_components=config["nystroem__n_components"], random_state=seed)))
+        steps.append(
+            (
+                "nystroem",
+                kernel_approximation.Nystroem(
+                    gamma=config["nystroem__gamma"], n_components=config["nystroem__n_components"], random_state=seed
+                ),
+            )
+        )
     estimator = _estimator(config, task, seed)
     if not classify:
         estimator = TransformedTargetRegressor(regressor=estimator, transformer=preprocessing.StandardScaler())

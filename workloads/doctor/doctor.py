@@ -22,8 +22,17 @@ from typing import ClassVar
 from workloads import contract
 from workloads.contract import WorkloadConfig, field
 
-PACKAGES = ("ray", "torch", "numpy", "scikit-learn", "pyarrow", "optuna", "gymnasium", "pettingzoo",
-            "opencv-python-headless")
+PACKAGES = (
+    "ray",
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "pyarrow",
+    "optuna",
+    "gymnasium",
+    "pettingzoo",
+    "opencv-python-headless",
+)
 PROJECT_MODULES = ("cluster", "envs", "workloads", "serving")
 
 
@@ -66,8 +75,11 @@ def probe() -> dict:
     try:
         import torch
 
-        torch_info = {"threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-                      "cuda_devices": torch.cuda.device_count()}
+        torch_info = {
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "cuda_devices": torch.cuda.device_count(),
+        }
     except ImportError:
         torch_info = {"threads": None, "cuda": False, "cuda_devices": 0}
     return {
@@ -92,8 +104,9 @@ def diagnose(timeout_s: float = 300.0) -> dict:
     for node in nodes:
         gpus = node["Resources"].get("GPU", 0)
         remote = ray.remote(num_cpus=0, num_gpus=gpus)(probe)
-        refs.append(remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-                    .remote())
+        refs.append(
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
+        )
     reports = ray.get(refs, timeout=timeout_s)
     for node, report in zip(nodes, reports):
         report["ray_resources"] = {k: v for k, v in node["Resources"].items() if k in ("CPU", "GPU", "memory")}
@@ -103,26 +116,50 @@ def diagnose(timeout_s: float = 300.0) -> dict:
     problems = []
     for report in reports:
         if report["python"] != driver["python"] or report["versions"]["ray"] != driver["ray"]:
-            problems.append(f"node {report['node_id'][:8]} runs Python {report['python']} / Ray "
-                            f"{report['versions']['ray']}, the driver {driver['python']} / {driver['ray']}")
+            problems.append(
+                f"node {report['node_id'][:8]} runs Python {report['python']} / Ray "
+                f"{report['versions']['ray']}, the driver {driver['python']} / {driver['ray']}"
+            )
         for module, ok in report["project_importable"].items():
             if ok is not True:
                 problems.append(f"node {report['node_id'][:8]} cannot import {module}: {ok}")
-    return {"driver": driver, "cluster_resources": ray.cluster_resources(), "nodes": reports,
-            "problems": problems, "healthy": not problems}
+    return {
+        "driver": driver,
+        "cluster_resources": ray.cluster_resources(),
+        "nodes": reports,
+        "problems": problems,
+        "healthy": not problems,
+    }
 
 
 def format_table(result: dict) -> str:
-    header = ["node", "address", "python", "ray", "torch", "CPU (ray/os/torch)", "GPU (ray/torch)",
-              "object store", "project"]
+    header = [
+        "node",
+        "address",
+        "python",
+        "ray",
+        "torch",
+        "CPU (ray/os/torch)",
+        "GPU (ray/torch)",
+        "object store",
+        "project",
+    ]
     rows = []
     for n in result["nodes"]:
         importable = all(v is True for v in n["project_importable"].values())
-        rows.append([n["node_id"][:8], n["address"], n["python"], n["versions"]["ray"] or "-",
-                     n["versions"]["torch"] or "-",
-                     f"{n['ray_resources'].get('CPU', 0):g}/{n['os_cpus']}/{n['torch']['threads']}",
-                     f"{n['ray_resources'].get('GPU', 0):g}/{n['torch']['cuda_devices']}",
-                     f"{n['object_store_bytes'] / 2**30:.2f} GiB", "ok" if importable else "MISSING"])
+        rows.append(
+            [
+                n["node_id"][:8],
+                n["address"],
+                n["python"],
+                n["versions"]["ray"] or "-",
+                n["versions"]["torch"] or "-",
+                f"{n['ray_resources'].get('CPU', 0):g}/{n['os_cpus']}/{n['torch']['threads']}",
+                f"{n['ray_resources'].get('GPU', 0):g}/{n['torch']['cuda_devices']}",
+                f"{n['object_store_bytes'] / 2**30:.2f} GiB",
+                "ok" if importable else "MISSING",
+            ]
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -139,8 +176,11 @@ def run(cfg: DoctorConfig, out: Path) -> dict:
     for problem in result["problems"]:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{'healthy' if result['healthy'] else 'UNHEALTHY'}: {len(result['nodes'])} node(s); report in {out}")
-    return {**result, "status": "ok" if result["healthy"] else "unhealthy",
-            "outputs": {"table": str(out / "nodes.txt"), **({"json": cfg.json} if cfg.json else {})}}
+    return {
+        **result,
+        "status": "ok" if result["healthy"] else "unhealthy",
+        "outputs": {"table": str(out / "nodes.txt"), **({"json": cfg.json} if cfg.json else {})},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

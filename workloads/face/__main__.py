@@ -45,15 +45,23 @@ class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
     lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
     steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM", minimum=1)
     aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding", minimum=1)
-    views: int = field(12, help="rendered ID-photo and selfie views per training face (orientation, matcher)",
-                       minimum=1)
+    views: int = field(
+        12, help="rendered ID-photo and selfie views per training face (orientation, matcher)", minimum=1
+    )
     chunk: int = field(40, help="presentations rendered per Ray task", minimum=1)
 
     def smoke(self) -> FaceConfig:
-        return dataclasses.replace(self, live=min(self.live, 64), per_family=min(self.per_family, 16),
-                                   test_live=min(self.test_live, 32), test_per_family=min(self.test_per_family, 8),
-                                   steps=min(self.steps, 40), aux_steps=min(self.aux_steps, 30),
-                                   views=min(self.views, 3), chunk=min(self.chunk, 64))
+        return dataclasses.replace(
+            self,
+            live=min(self.live, 64),
+            per_family=min(self.per_family, 16),
+            test_live=min(self.test_live, 32),
+            test_per_family=min(self.test_per_family, 8),
+            steps=min(self.steps, 40),
+            aux_steps=min(self.aux_steps, 30),
+            views=min(self.views, 3),
+            chunk=min(self.chunk, 64),
+        )
 
 
 def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
@@ -62,7 +70,9 @@ def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int
     remote, get, _ = tasks
     todo = train.plan(live, per_family)
     synth = remote(train.synth)
-    return train.concat(get([synth(split, todo[i:i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)]))
+    return train.concat(
+        get([synth(split, todo[i : i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)])
+    )
 
 
 def _protocol(train_ds, test_ds, families, steps, seed, keep_models):
@@ -84,16 +94,24 @@ def _aux(steps: int, views: int, seed: int) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     faces, test_faces = data.faces_gray("train"), data.faces_gray("test")
-    banks = {(split, style): train.view_bank(f, views if split == "train" else 2, style, seed + i)
-             for i, (split, f) in enumerate((("train", faces), ("test", test_faces))) for style in ("id", "selfie")}
-    orient, orient_loss = models.fit_orientation(np.concatenate([banks["train", "id"], banks["train", "selfie"]], 1),
-                                                 steps, seed=seed)
+    banks = {
+        (split, style): train.view_bank(f, views if split == "train" else 2, style, seed + i)
+        for i, (split, f) in enumerate((("train", faces), ("test", test_faces)))
+        for style in ("id", "selfie")
+    }
+    orient, orient_loss = models.fit_orientation(
+        np.concatenate([banks["train", "id"], banks["train", "selfie"]], 1), steps, seed=seed
+    )
     embed, embed_loss = models.fit_embedding(banks["train", "id"], banks["train", "selfie"], steps, seed=seed)
     test_bank = np.concatenate([banks["test", "id"], banks["test", "selfie"]], 1)
-    return dict(orientation=orient, embed=embed, losses=dict(orientation=orient_loss, embed=embed_loss),
-                orientation_accuracy=train.eval_orientation(orient, test_bank, seed + 1),
-                matcher=train.eval_matcher(embed, banks["test", "id"], banks["test", "selfie"]),
-                seconds=time.perf_counter() - t0)
+    return dict(
+        orientation=orient,
+        embed=embed,
+        losses=dict(orientation=orient_loss, embed=embed_loss),
+        orientation_accuracy=train.eval_orientation(orient, test_bank, seed + 1),
+        matcher=train.eval_matcher(embed, banks["test", "id"], banks["test", "selfie"]),
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
@@ -109,8 +127,12 @@ def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(names)
     for i, m in enumerate(names):
-        ax.bar(np.arange(len(protocols)) + i * width, [100 * p["metrics"][m]["acer"] for p in protocols.values()],
-               width, label=m)
+        ax.bar(
+            np.arange(len(protocols)) + i * width,
+            [100 * p["metrics"][m]["acer"] for p in protocols.values()],
+            width,
+            label=m,
+        )
     ax.set_xticks(np.arange(len(protocols)) + 0.4 - width / 2, list(protocols), fontsize=8)
     ax.set_ylabel("ACER (%) on the test families")
     ax.set_title("Anti-spoofing ACER per protocol (synthetic data; 'without X' = X held out)")
@@ -122,8 +144,9 @@ def _plots(out, protocols: dict, losses: dict, samples: dict) -> None:
     rows = [np.concatenate(imgs, 1) for imgs in samples.values()]
     grid = np.concatenate(rows, 0)
     for i, label in enumerate(samples):
-        cv2.putText(grid, label, (3, i * grid.shape[0] // len(rows) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 0), 1)
+        cv2.putText(
+            grid, label, (3, i * grid.shape[0] // len(rows) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1
+        )
     cv2.imwrite(str(out / "samples.png"), grid[..., ::-1])
 
 
@@ -150,8 +173,9 @@ def run(cfg: FaceConfig, out: Path) -> dict:
     if cfg.lofo:
         for fam in data.FAMILIES:
             test_f = train.subset(test_ds, np.isin(test_ds["label"], ["live", fam]))
-            runs[f"without {fam}"] = proto(train_ref, test_f, [f for f in data.FAMILIES if f != fam],
-                                           cfg.steps, cfg.seed, False)
+            runs[f"without {fam}"] = proto(
+                train_ref, test_f, [f for f in data.FAMILIES if f != fam], cfg.steps, cfg.seed, False
+            )
     aux_ref = remote(_aux)(cfg.aux_steps, cfg.views, cfg.seed)
     protocols = dict(zip(runs, get(list(runs.values()))))
     aux = get(aux_ref)
@@ -160,43 +184,70 @@ def run(cfg: FaceConfig, out: Path) -> dict:
     limits = quality.guidance_limits(live_q)
     summary = dict(
         data="synthetic: scikit-image pictures (astronaut, coffee, rocket, retina, immunohistochemistry, 70 "
-             "lfw_subset faces for training; chelsea and 30 other faces for testing) with procedural captures "
-             "and synthesised screen/print attacks; no real presentation attacks",
+        "lfw_subset faces for training; chelsea and 30 other faces for testing) with procedural captures "
+        "and synthesised screen/print attacks; no real presentation attacks",
         render_s=round(render_s, 1),
-        n_train=int(len(train_ds["label"])), n_test=int(len(test_ds["label"])), families=list(data.FAMILIES),
-        quality_measures=list(quality.NAMES), motion_features=motion.DIM, frames=data.FRAMES,
+        n_train=int(len(train_ds["label"])),
+        n_test=int(len(test_ds["label"])),
+        families=list(data.FAMILIES),
+        quality_measures=list(quality.NAMES),
+        motion_features=motion.DIM,
+        frames=data.FRAMES,
         in_distribution={m: v for m, v in main_run["metrics"].items()},
-        leave_one_family_out={name[len("without "):]: {m: dict(acer=v["acer"], apcer=v["apcer"], bpcer=v["bpcer"])
-                                                       for m, v in p["metrics"].items()}
-                              for name, p in protocols.items() if name.startswith("without ")},
-        tree_importances=main_run["tree_importances"], thresholds=main_run["thresholds"],
-        orientation_accuracy=aux["orientation_accuracy"], matcher=aux["matcher"],
-        losses_first_last={k: [float(np.mean(v[:10])), float(np.mean(v[-10:]))]
-                           for k, v in {**main_run["losses"], **aux["losses"]}.items()},
+        leave_one_family_out={
+            name[len("without ") :]: {
+                m: dict(acer=v["acer"], apcer=v["apcer"], bpcer=v["bpcer"]) for m, v in p["metrics"].items()
+            }
+            for name, p in protocols.items()
+            if name.startswith("without ")
+        },
+        tree_importances=main_run["tree_importances"],
+        thresholds=main_run["thresholds"],
+        orientation_accuracy=aux["orientation_accuracy"],
+        matcher=aux["matcher"],
+        losses_first_last={
+            k: [float(np.mean(v[:10])), float(np.mean(v[-10:]))]
+            for k, v in {**main_run["losses"], **aux["losses"]}.items()
+        },
     )
-    summary["acer_table"] = {name: {m: round(100 * v["acer"], 2) for m, v in p["metrics"].items()}
-                             for name, p in protocols.items()}
+    summary["acer_table"] = {
+        name: {m: round(100 * v["acer"], 2) for m, v in p["metrics"].items()} for name, p in protocols.items()
+    }
     rng = np.random.default_rng(cfg.seed)
-    samples = {lab: [test_ds["image"][i] for i in rng.choice(np.flatnonzero(test_ds["label"] == lab), 6)]
-               for lab in ["live", *data.FAMILIES]}
+    samples = {
+        lab: [test_ds["image"][i] for i in rng.choice(np.flatnonzero(test_ds["label"] == lab), 6)]
+        for lab in ["live", *data.FAMILIES]
+    }
     _plots(out, protocols, {**main_run["losses"], **aux["losses"]}, samples)
     if cfg.publish:
-        meta = dict(capture=data.CAPTURE, frames=data.FRAMES, tile=models.TILE, experts=list(models.EXPERTS),
-                    quality_measures=list(quality.NAMES), thresholds=main_run["thresholds"], guidance_limits=limits,
-                    metrics=dict(acer_in_distribution=main_run["metrics"]["ensemble"]["acer"],
-                                 orientation_accuracy=aux["orientation_accuracy"],
-                                 matcher_roc_auc=aux["matcher"]["roc_auc"]),
-                    training_data=dict(source="workloads.face.data (synthetic)", live=cfg.live,
-                                       per_family=cfg.per_family, seed=cfg.seed),
-                    limits="synthetic training data; the match score compares a picture's ID-photo and selfie views "
-                           "(lfw_subset has one picture per person), not identities across photographs")
+        meta = dict(
+            capture=data.CAPTURE,
+            frames=data.FRAMES,
+            tile=models.TILE,
+            experts=list(models.EXPERTS),
+            quality_measures=list(quality.NAMES),
+            thresholds=main_run["thresholds"],
+            guidance_limits=limits,
+            metrics=dict(
+                acer_in_distribution=main_run["metrics"]["ensemble"]["acer"],
+                orientation_accuracy=aux["orientation_accuracy"],
+                matcher_roc_auc=aux["matcher"]["roc_auc"],
+            ),
+            training_data=dict(
+                source="workloads.face.data (synthetic)", live=cfg.live, per_family=cfg.per_family, seed=cfg.seed
+            ),
+            limits="synthetic training data; the match score compares a picture's ID-photo and selfie views "
+            "(lfw_subset has one picture per person), not identities across photographs",
+        )
         files = train.bundle_files(main_run["experts"], main_run["tree"], aux["orientation"], aux["embed"])
         summary["registry"] = cfg.publish_model(train.TASK, train.NAME, files, meta)
     summary["outputs"] = {name: str(out / name) for name in ("acer.png", "losses.png", "samples.png")}
-    print("face: ACER in distribution (synthetic data): "
-          + ", ".join(f"{m} {100 * v['acer']:.1f}%" for m, v in main_run["metrics"].items())
-          + f"; orientation accuracy {aux['orientation_accuracy']:.3f}; matcher AUC {aux['matcher']['roc_auc']:.3f}"
-          + f"; results in {out}")
+    print(
+        "face: ACER in distribution (synthetic data): "
+        + ", ".join(f"{m} {100 * v['acer']:.1f}%" for m, v in main_run["metrics"].items())
+        + f"; orientation accuracy {aux['orientation_accuracy']:.3f}; matcher AUC {aux['matcher']['roc_auc']:.3f}"
+        + f"; results in {out}"
+    )
     return _round(summary)
 
 

@@ -61,7 +61,7 @@ def scene(rng: np.random.Generator, src: np.ndarray) -> np.ndarray:
     h, w = src.shape[:2]
     side = int(min(h, w) * (rng.uniform(0.8, 1.0) if max(h, w) <= 100 else rng.uniform(0.3, 0.9)))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-    crop = src[y:y + side, x:x + side].astype(np.float32) / 255
+    crop = src[y : y + side, x : x + side].astype(np.float32) / 255
     crop = cv2.resize(crop, (SCENE, SCENE), interpolation=cv2.INTER_AREA if side > SCENE else cv2.INTER_CUBIC)
     m = cv2.getRotationMatrix2D((SCENE / 2, SCENE / 2), rng.uniform(-8, 8), 1.0)
     return np.clip(cv2.warpAffine(crop, m, (SCENE, SCENE), borderMode=cv2.BORDER_REFLECT), 0, 1)
@@ -69,10 +69,16 @@ def scene(rng: np.random.Generator, src: np.ndarray) -> np.ndarray:
 
 def camera_settings(rng: np.random.Generator) -> dict:
     """Light, optics and sensor of one capture session (shared by the frames of a sequence)."""
-    return dict(gain=rng.uniform(0.7, 1.3), gamma=rng.uniform(0.8, 1.25), wb=rng.uniform(0.9, 1.1, 3),
-                blur=rng.uniform(0, 0.8), noise=rng.uniform(0.004, 0.03), webcam=rng.random() < 0.3,
-                scale=rng.uniform(0.45, 0.75), jpeg=int(rng.integers(40, 80)) if rng.random() < 0.5 else
-                int(rng.integers(75, 96)))
+    return dict(
+        gain=rng.uniform(0.7, 1.3),
+        gamma=rng.uniform(0.8, 1.25),
+        wb=rng.uniform(0.9, 1.1, 3),
+        blur=rng.uniform(0, 0.8),
+        noise=rng.uniform(0.004, 0.03),
+        webcam=rng.random() < 0.3,
+        scale=rng.uniform(0.45, 0.75),
+        jpeg=int(rng.integers(40, 80)) if rng.random() < 0.5 else int(rng.integers(75, 96)),
+    )
 
 
 def camera(rng: np.random.Generator, world: np.ndarray, cam: dict) -> np.ndarray:
@@ -85,8 +91,11 @@ def camera(rng: np.random.Generator, world: np.ndarray, cam: dict) -> np.ndarray
     img = np.clip(img, 0, 1).astype(np.float32)
     if cam["webcam"]:
         small = int(CAPTURE * cam["scale"])
-        img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (CAPTURE, CAPTURE),
-                         interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(
+            cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA),
+            (CAPTURE, CAPTURE),
+            interpolation=cv2.INTER_LINEAR,
+        )
     u8 = (img * 255 + 0.5).astype(np.uint8)
     ok, enc = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, cam["jpeg"]])
     return cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1].copy()
@@ -199,8 +208,10 @@ def _homography(rng, t):
     s = 1 + t * rng.uniform(-0.02, 0.02)
     m = np.array([[s * np.cos(ang), -s * np.sin(ang), 0], [s * np.sin(ang), s * np.cos(ang), 0], [0, 0, 1]])
     m[2, :2] = t * rng.uniform(-4e-5, 4e-5, 2)
-    to_c, back = np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]]), np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]],
-                                                                          [0, 0, 1]])
+    to_c, back = (
+        np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]]),
+        np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]], [0, 0, 1]]),
+    )
     return back @ m @ to_c
 
 
@@ -219,8 +230,12 @@ def sequence(rng: np.random.Generator, src: np.ndarray, family: str | None, fram
             dy = sum(g * d[1] * amp * np.sin(w * i + p) for g, d, w, p in modes)
             m = cv2.getRotationMatrix2D((SCENE / 2, SCENE / 2), head[2] * 0.4 * np.sin(0.7 * i), 1.0)
             m[:, 2] += head[:2] * np.sin(0.5 * i)
-            view = cv2.warpAffine(_remap(world, dx.astype(np.float32), dy.astype(np.float32)), m, (SCENE, SCENE),
-                                  borderMode=cv2.BORDER_REFLECT)
+            view = cv2.warpAffine(
+                _remap(world, dx.astype(np.float32), dy.astype(np.float32)),
+                m,
+                (SCENE, SCENE),
+                borderMode=cv2.BORDER_REFLECT,
+            )
             out.append(camera(rng, view, cam))
         return out
     flat = medium(rng, world, family)
@@ -235,8 +250,11 @@ def sequence(rng: np.random.Generator, src: np.ndarray, family: str | None, fram
         view = flat
         if modes:
             g, d, w, p = modes[0]
-            view = _remap(flat, (g * d[0] * amp * np.sin(w * i + p)).astype(np.float32),
-                          (g * d[1] * amp * np.sin(w * i + p)).astype(np.float32))
+            view = _remap(
+                flat,
+                (g * d[0] * amp * np.sin(w * i + p)).astype(np.float32),
+                (g * d[1] * amp * np.sin(w * i + p)).astype(np.float32),
+            )
         view = cv2.warpPerspective(view, h, (SCENE, SCENE), borderMode=cv2.BORDER_REFLECT)
         out.append(camera(rng, view, cam))
     return out

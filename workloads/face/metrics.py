@@ -29,6 +29,10 @@ def pad_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dic
         raise ValueError("ISO 30107-3 metrics need bona fide (live) presentations")
     bpcer = float(np.mean(live >= threshold))
     apcer = {str(f): float(np.mean(scores[labels == f] < threshold)) for f in sorted(set(labels) - {LIVE})}
-    return dict(threshold=round(float(threshold), 4), bpcer=bpcer, apcer=apcer,
-                acer_per_family={f: (a + bpcer) / 2 for f, a in apcer.items()},
-                acer=(max(apcer.values(), default=0.0) + bpcer) / 2)
+    return dict(
+        threshold=round(float(threshold), 4),
+        bpcer=bpcer,
+        apcer=apcer,
+        acer_per_family={f: (a + bpcer) / 2 for f, a in apcer.items()},
+        acer=(max(apcer.values(), default=0.0) + bpcer) / 2,
+    )

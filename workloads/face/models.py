@@ -43,8 +43,15 @@ class OrientationCNN(nn.Module):
 
     def __init__(self, width: int = 16):
         super().__init__()
-        self.net = nn.Sequential(_block(1, width), _block(width, 2 * width), _block(2 * width, 4 * width),
-                                 nn.Flatten(), nn.Linear(4 * width * 16, 64), nn.ReLU(), nn.Linear(64, 4))
+        self.net = nn.Sequential(
+            _block(1, width),
+            _block(width, 2 * width),
+            _block(2 * width, 4 * width),
+            nn.Flatten(),
+            nn.Linear(4 * width * 16, 64),
+            nn.ReLU(),
+            nn.Linear(64, 4),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -69,8 +76,13 @@ class EmbedNet(nn.Module):
 
     def __init__(self, width: int = 16, dim: int = 32):
         super().__init__()
-        self.net = nn.Sequential(_block(1, width), _block(width, 2 * width), _block(2 * width, 4 * width),
-                                 nn.Flatten(), nn.Linear(4 * width * 16, dim))
+        self.net = nn.Sequential(
+            _block(1, width),
+            _block(width, 2 * width),
+            _block(2 * width, 4 * width),
+            nn.Flatten(),
+            nn.Linear(4 * width * 16, dim),
+        )
 
     def forward(self, x):
         return nn.functional.normalize(self.net(x), dim=1)
@@ -93,9 +105,10 @@ def grid_tiles(img: np.ndarray, scale: str, max_tiles: int = 16) -> np.ndarray:
         h, w = im.shape[:2]
     ys, xs = range(0, h - TILE + 1, TILE), range(0, w - TILE + 1, TILE)
     cy, cx = h / 2, w / 2
-    spots = sorted(((y, x) for y in ys for x in xs),
-                   key=lambda p: (p[0] + TILE / 2 - cy) ** 2 + (p[1] + TILE / 2 - cx) ** 2)
-    tiles = np.stack([im[y:y + TILE, x:x + TILE] for y, x in spots[:max_tiles]])
+    spots = sorted(
+        ((y, x) for y in ys for x in xs), key=lambda p: (p[0] + TILE / 2 - cy) ** 2 + (p[1] + TILE / 2 - cx) ** 2
+    )
+    tiles = np.stack([im[y : y + TILE, x : x + TILE] for y, x in spots[:max_tiles]])
     return tiles.transpose(0, 3, 1, 2).astype(np.float32) / 255
 
 
@@ -107,7 +120,7 @@ def random_tiles(rng: np.random.Generator, images: np.ndarray, scale: str, k: in
         h, w = im.shape[:2]
         for _ in range(k):
             y, x = rng.integers(0, h - TILE + 1), rng.integers(0, w - TILE + 1)
-            tile = im[y:y + TILE, x:x + TILE]
+            tile = im[y : y + TILE, x : x + TILE]
             out.append(tile[:, ::-1] if rng.random() < 0.5 else tile)
     return np.stack(out).transpose(0, 3, 1, 2).astype(np.float32) / 255
 
@@ -136,8 +149,16 @@ def _adam_loop(model, batch_fn, steps: int, lr: float, seed: int) -> list[float]
     return losses
 
 
-def fit_patch(images: np.ndarray, spoof: np.ndarray, scale: str, steps: int = 300, batch: int = 16,
-              tiles: int = 4, lr: float = 3e-3, seed: int = 0):
+def fit_patch(
+    images: np.ndarray,
+    spoof: np.ndarray,
+    scale: str,
+    steps: int = 300,
+    batch: int = 16,
+    tiles: int = 4,
+    lr: float = 3e-3,
+    seed: int = 0,
+):
     """Train a PatchCNN on random tiles of RGB captures (`spoof` 1 = attack); classes are balanced per batch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -172,7 +193,8 @@ def fit_quality(features: np.ndarray, spoof: np.ndarray):
 
     signed_log = np.sign(features) * np.log1p(np.abs(features))
     return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")).fit(
-        signed_log, spoof)
+        signed_log, spoof
+    )
 
 
 def predict_quality(model, features: np.ndarray) -> np.ndarray:
@@ -180,8 +202,7 @@ def predict_quality(model, features: np.ndarray) -> np.ndarray:
     return model.predict_proba(np.atleast_2d(signed_log))[:, 1].astype(np.float32)
 
 
-def fit_motion(seqs: np.ndarray, spoof: np.ndarray, steps: int = 300, batch: int = 32, lr: float = 3e-3,
-               seed: int = 0):
+def fit_motion(seqs: np.ndarray, spoof: np.ndarray, steps: int = 300, batch: int = 32, lr: float = 3e-3, seed: int = 0):
     """Train the MotionLSTM on (n, pairs, DIM) motion features."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -229,7 +250,8 @@ def fit_fusion(probs: dict[str, np.ndarray], spoof: np.ndarray, seed: int = 0, n
     rows = rng.random(len(x)) < no_motion_share
     x_still = fusion_input(dict(probs, motion=np.full(len(x), 0.5)))[rows]
     return DecisionTreeClassifier(max_depth=4, min_samples_leaf=8, random_state=seed).fit(
-        np.concatenate([x, x_still]), np.concatenate([spoof, spoof[rows]]))
+        np.concatenate([x, x_still]), np.concatenate([spoof, spoof[rows]])
+    )
 
 
 def predict_fusion(tree, probs: dict[str, np.ndarray]) -> np.ndarray:
@@ -265,8 +287,15 @@ def upright(img: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, -(degrees // 90) % 4))
 
 
-def fit_embedding(id_bank: np.ndarray, selfie_bank: np.ndarray, steps: int = 300, batch: int = 32,
-                  lr: float = 3e-3, temperature: float = 0.2, seed: int = 0):
+def fit_embedding(
+    id_bank: np.ndarray,
+    selfie_bank: np.ndarray,
+    steps: int = 300,
+    batch: int = 32,
+    lr: float = 3e-3,
+    temperature: float = 0.2,
+    seed: int = 0,
+):
     """Contrastive (NT-Xent) training: an ID-photo view and a selfie view of the same face are a positive pair.
 
     Banks are (faces, views, 32, 32) gray. Limits, honestly: lfw_subset has one picture per person, so the

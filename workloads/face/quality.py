@@ -13,14 +13,37 @@ import numpy as np
 
 NAMES = (
     # full reference: the image against its blurred copy
-    "mse", "psnr", "snr", "structural_content", "max_difference", "average_difference", "normalized_abs_error",
-    "r_averaged_max_difference", "laplacian_mse", "normalized_cross_correlation", "ssim", "total_edge_difference",
-    "total_corner_difference", "spectral_magnitude_error", "spectral_phase_error", "gradient_magnitude_error",
+    "mse",
+    "psnr",
+    "snr",
+    "structural_content",
+    "max_difference",
+    "average_difference",
+    "normalized_abs_error",
+    "r_averaged_max_difference",
+    "laplacian_mse",
+    "normalized_cross_correlation",
+    "ssim",
+    "total_edge_difference",
+    "total_corner_difference",
+    "spectral_magnitude_error",
+    "spectral_phase_error",
+    "gradient_magnitude_error",
     "gradient_phase_error",
     # no reference: blur, noise, compression, spectrum, colour, exposure
-    "laplacian_variance", "blur_effect", "noise_sigma", "jpeg_blockiness", "high_frequency_ratio",
-    "spectral_peakiness", "saturation", "colourfulness", "brightness", "contrast", "dynamic_range",
-    "glare_fraction", "entropy",
+    "laplacian_variance",
+    "blur_effect",
+    "noise_sigma",
+    "jpeg_blockiness",
+    "high_frequency_ratio",
+    "spectral_peakiness",
+    "saturation",
+    "colourfulness",
+    "brightness",
+    "contrast",
+    "dynamic_range",
+    "glare_fraction",
+    "entropy",
 )
 
 
@@ -63,8 +86,8 @@ def measures(rgb: np.ndarray) -> np.ndarray:
     g = u8.astype(np.float32) / 255
     b = cv2.GaussianBlur(g, (3, 3), 0.5)
     d = g - b
-    mse = float((d ** 2).mean())
-    energy = float((g ** 2).sum())
+    mse = float((d**2).mean())
+    energy = float((g**2).sum())
     lap_g, lap_b = cv2.Laplacian(g, cv2.CV_32F), cv2.Laplacian(b, cv2.CV_32F)
     b8 = (b * 255 + 0.5).astype(np.uint8)
     e1, e2 = cv2.Canny(u8, 50, 150) > 0, cv2.Canny(b8, 50, 150) > 0
@@ -80,7 +103,7 @@ def measures(rgb: np.ndarray) -> np.ndarray:
     top = np.sort(np.abs(d).ravel())[-10:]
     mag = np.abs(f1)
     h, w = g.shape
-    r = np.hypot(*np.mgrid[-h / 2:h / 2, -w / 2:w / 2]) / (min(h, w) / 2)
+    r = np.hypot(*np.mgrid[-h / 2 : h / 2, -w / 2 : w / 2]) / (min(h, w) / 2)
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32) / 255
     rf, gf, bf = (rgb[..., i].astype(np.float32) for i in range(3))
     rg, yb = rf - gf, 0.5 * (rf + gf) - bf
@@ -88,12 +111,12 @@ def measures(rgb: np.ndarray) -> np.ndarray:
         mse,
         peak_signal_noise_ratio(g, b, data_range=1.0) if mse > 0 else 100.0,
         10 * np.log10(energy / (g.size * mse + 1e-12)),
-        energy / (float((b ** 2).sum()) + 1e-12),
+        energy / (float((b**2).sum()) + 1e-12),
         float(np.abs(d).max()),
         float(d.mean()),
         float(np.abs(d).sum() / (np.abs(g).sum() + 1e-12)),
         float(top.mean()),
-        float(((lap_g - lap_b) ** 2).sum() / ((lap_g ** 2).sum() + 1e-12)),
+        float(((lap_g - lap_b) ** 2).sum() / ((lap_g**2).sum() + 1e-12)),
         float((g * b).sum() / (energy + 1e-12)),
         structural_similarity(g, b, data_range=1.0),
         float((e1 != e2).mean()),
@@ -106,7 +129,7 @@ def measures(rgb: np.ndarray) -> np.ndarray:
         float(blur_effect(g)),
         _noise_sigma(g),
         _blockiness(g),
-        float((mag[r > 0.25] ** 2).sum() / ((mag ** 2).sum() + 1e-12)),
+        float((mag[r > 0.25] ** 2).sum() / ((mag**2).sum() + 1e-12)),
         _spectral_peakiness(mag),
         float(hsv[..., 1].mean()),
         float((np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())) / 255),
@@ -135,8 +158,10 @@ GUIDANCE = (
 def guidance_limits(live: np.ndarray, low: float = 1.0, high: float = 99.0) -> dict[str, list[float]]:
     """Per guided measure, the [low, high] percentiles over live training captures (JSON-friendly)."""
     idx = {n: i for i, n in enumerate(NAMES)}
-    return {m: [float(np.percentile(live[:, idx[m]], low)), float(np.percentile(live[:, idx[m]], high))]
-            for m in {g[0] for g in GUIDANCE}}
+    return {
+        m: [float(np.percentile(live[:, idx[m]], low)), float(np.percentile(live[:, idx[m]], high))]
+        for m in {g[0] for g in GUIDANCE}
+    }
 
 
 def verdict(values: np.ndarray, limits: dict[str, list[float]]) -> dict:

@@ -57,14 +57,17 @@ def train_experts(ds: dict, steps: int, seed: int) -> tuple[dict, dict]:
 
 
 def expert_probs(experts: dict, ds: dict) -> dict[str, np.ndarray]:
-    return dict(quality=models.predict_quality(experts["quality"], ds["quality"]),
-                patch_low=models.predict_patch(experts["patch_low"], ds["image"], "low"),
-                patch_high=models.predict_patch(experts["patch_high"], ds["image"], "high"),
-                motion=models.predict_motion(experts["motion"], ds["motion"]))
+    return dict(
+        quality=models.predict_quality(experts["quality"], ds["quality"]),
+        patch_low=models.predict_patch(experts["patch_low"], ds["image"], "low"),
+        patch_high=models.predict_patch(experts["patch_high"], ds["image"], "high"),
+        motion=models.predict_motion(experts["motion"], ds["motion"]),
+    )
 
 
-def run_protocol(train: dict, test: dict, families: list[str], steps: int, seed: int, fusion_share: float = 0.3,
-                 threads: int = 1) -> dict:
+def run_protocol(
+    train: dict, test: dict, families: list[str], steps: int, seed: int, fusion_share: float = 0.3, threads: int = 1
+) -> dict:
     """Train on live + `families` of `train`, evaluate every expert and the fused score on `test`.
 
     Thresholds (each expert's and the ensemble's) are the equal-error points on the fusion split, i.e. chosen
@@ -90,9 +93,17 @@ def run_protocol(train: dict, test: dict, families: list[str], steps: int, seed:
     test_probs["ensemble_single_frame"] = models.predict_fusion(tree, still)
     thresholds["ensemble_single_frame"] = 0.5
     result = {m: metrics.pad_metrics(p, test["label"], thresholds[m]) for m, p in test_probs.items()}
-    return dict(metrics=result, thresholds=thresholds, experts=experts, tree=tree, losses=losses,
-                train_families=list(families), n_expert_train=int((~to_fusion).sum()), n_fusion=int(to_fusion.sum()),
-                tree_importances=dict(zip(models.FUSION_COLUMNS, tree.feature_importances_.round(3).tolist())))
+    return dict(
+        metrics=result,
+        thresholds=thresholds,
+        experts=experts,
+        tree=tree,
+        losses=losses,
+        train_families=list(families),
+        n_expert_train=int((~to_fusion).sum()),
+        n_fusion=int(to_fusion.sum()),
+        tree_importances=dict(zip(models.FUSION_COLUMNS, tree.feature_importances_.round(3).tolist())),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ face helpers
@@ -119,9 +130,13 @@ def eval_matcher(model, id_bank: np.ndarray, selfie_bank: np.ndarray) -> dict:
     genuine = [models.match_score(model, ids[i], selfies[i]) for i in range(n)]
     impostor = [models.match_score(model, ids[i], selfies[j]) for i in range(n) for j in range(n) if i != j]
     far1 = float(np.quantile(impostor, 0.99))
-    return dict(roc_auc=float(roc_auc_score([1] * n + [0] * len(impostor), genuine + impostor)),
-                tar_at_far_1pct=float(np.mean(np.asarray(genuine) > far1)), threshold_far_1pct=far1,
-                genuine_pairs=n, impostor_pairs=len(impostor))
+    return dict(
+        roc_auc=float(roc_auc_score([1] * n + [0] * len(impostor), genuine + impostor)),
+        tar_at_far_1pct=float(np.mean(np.asarray(genuine) > far1)),
+        threshold_far_1pct=far1,
+        genuine_pairs=n,
+        impostor_pairs=len(impostor),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ registry bundle
@@ -130,12 +145,15 @@ def bundle_files(experts: dict, tree, orientation, embed) -> dict[str, bytes]:
 
     from workloads.registry import torch_bytes
 
-    return {"patch_low.pt": torch_bytes(experts["patch_low"].state_dict()),
-            "patch_high.pt": torch_bytes(experts["patch_high"].state_dict()),
-            "motion.pt": torch_bytes(experts["motion"].state_dict()),
-            "orientation.pt": torch_bytes(orientation.state_dict()),
-            "embed.pt": torch_bytes(embed.state_dict()),
-            "quality.skops": sio.dumps(experts["quality"]), "fusion.skops": sio.dumps(tree)}
+    return {
+        "patch_low.pt": torch_bytes(experts["patch_low"].state_dict()),
+        "patch_high.pt": torch_bytes(experts["patch_high"].state_dict()),
+        "motion.pt": torch_bytes(experts["motion"].state_dict()),
+        "orientation.pt": torch_bytes(orientation.state_dict()),
+        "embed.pt": torch_bytes(embed.state_dict()),
+        "quality.skops": sio.dumps(experts["quality"]),
+        "fusion.skops": sio.dumps(tree),
+    }
 
 
 class FaceModels:
@@ -152,9 +170,13 @@ class FaceModels:
 
         self.meta = meta or dict(task=TASK, name=NAME, version=None)
         self.trained = files is not None
-        self.nets = dict(patch_low=models.PatchCNN(), patch_high=models.PatchCNN(),
-                         motion=models.MotionLSTM(motion.DIM), orientation=models.OrientationCNN(),
-                         embed=models.EmbedNet())
+        self.nets = dict(
+            patch_low=models.PatchCNN(),
+            patch_high=models.PatchCNN(),
+            motion=models.MotionLSTM(motion.DIM),
+            orientation=models.OrientationCNN(),
+            embed=models.EmbedNet(),
+        )
         torch.manual_seed(0)
         self.quality = self.tree = None
         self.thresholds = dict(self.meta.get("thresholds", {}))

@@ -37,30 +37,50 @@ class PagesConfig(WorkloadConfig):
 
     kind: str = field("music", help="page kind", choices=KINDS)
     pages: int = field(100, help="number of pages", minimum=1)
-    out: str = field("", help="folder or URI (s3://, gs://, file://) of the shards, rerun it to resume (default "
-                              "runs/pages/<timestamp>/); with a URI, summary.json and plots go to that default")
+    out: str = field(
+        "",
+        help="folder or URI (s3://, gs://, file://) of the shards, rerun it to resume (default "
+        "runs/pages/<timestamp>/); with a URI, summary.json and plots go to that default",
+    )
     seed: int = field(0, help="run seed; page i depends only on (seed, i)")
     shard_size: int = field(50, help="pages per Parquet shard", minimum=1)
     workers: int = field(2, help="Ray Data render tasks running at once", minimum=1)
     degrade: float = field(0.0, help="fraction of pages 'printed and photographed'", minimum=0, maximum=1)
-    rare: str = field("none", help="music rare-symbol synthesis (mix: one of the others per page)",
-                      choices=(*RARE_MODES, "mix"))
+    rare: str = field(
+        "none", help="music rare-symbol synthesis (mix: one of the others per page)", choices=(*RARE_MODES, "mix")
+    )
     margin_patches: int = field(0, help="crops of 130x80 px pasted into each page's top margin (0: off)", minimum=0)
-    bank_pages: int = field(40, help="pages (composed with rare symbols) the margin-patch crops are cut from",
-                            minimum=1)
+    bank_pages: int = field(
+        40, help="pages (composed with rare symbols) the margin-patch crops are cut from", minimum=1
+    )
     bank_per_class: int = field(8, help="crops per class in the margin-patch bank", minimum=1)
     sample: int = field(8, help="pages exported to sample/coco.json and sample/contact_sheet.png", minimum=0)
     align_pages: int = field(8, help="pages on which the photo aligner is checked (0: skip)", minimum=0)
 
     def smoke(self) -> PagesConfig:
-        return dataclasses.replace(self, pages=min(self.pages, 16), shard_size=min(self.shard_size, 8),
-                                   degrade=self.degrade or 0.5, margin_patches=self.margin_patches or 6,
-                                   bank_pages=min(self.bank_pages, 6), sample=min(self.sample, 4),
-                                   align_pages=min(self.align_pages, 2))
+        return dataclasses.replace(
+            self,
+            pages=min(self.pages, 16),
+            shard_size=min(self.shard_size, 8),
+            degrade=self.degrade or 0.5,
+            margin_patches=self.margin_patches or 6,
+            bank_pages=min(self.bank_pages, 6),
+            sample=min(self.sample, 4),
+            align_pages=min(self.align_pages, 2),
+        )
 
 
-_CONTENT_KEYS = ("kind", "pages", "seed", "shard_size", "degrade", "rare", "margin_patches", "bank_pages",
-                 "bank_per_class")
+_CONTENT_KEYS = (
+    "kind",
+    "pages",
+    "seed",
+    "shard_size",
+    "degrade",
+    "rare",
+    "margin_patches",
+    "bank_pages",
+    "bank_per_class",
+)
 
 
 def _check_same_run(shards_out: str, cfg: PagesConfig) -> None:
@@ -110,8 +130,12 @@ def alignment_check(cfg: PagesConfig) -> dict:
         errors.append(degrade.alignment_error(hom, degrade.align(photo, clean), clean.shape[1], clean.shape[0]))
     errors = np.array(errors)
     ok = errors[np.isfinite(errors)]
-    return dict(pages=len(errors), failed=int((~np.isfinite(errors)).sum()),
-                mean_px=float(ok.mean()) if len(ok) else None, max_px=float(ok.max()) if len(ok) else None)
+    return dict(
+        pages=len(errors),
+        failed=int((~np.isfinite(errors)).sum()),
+        mean_px=float(ok.mean()) if len(ok) else None,
+        max_px=float(ok.max()) if len(ok) else None,
+    )
 
 
 def plot_histogram(counts: Counter, kind: str, path) -> None:
@@ -142,13 +166,13 @@ def run(cfg: PagesConfig, out: Path) -> dict:
     shards_out = cfg.out if is_uri(cfg.out) else str(out)
     _check_same_run(shards_out, cfg)
     t0 = time.perf_counter()
-    augment = margin_patches(cfg.kind, cfg.margin_patches, cfg.seed, cfg.bank_pages, cfg.bank_per_class,
-                             cfg.workers)
+    augment = margin_patches(cfg.kind, cfg.margin_patches, cfg.seed, cfg.bank_pages, cfg.bank_per_class, cfg.workers)
     bank_s = time.perf_counter() - t0
     written = pages = 0
     t1 = time.perf_counter()
-    for result in write_shards(shards_out, cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers,
-                               cfg.degrade, cfg.rare, augment):
+    for result in write_shards(
+        shards_out, cfg.kind, cfg.pages, cfg.shard_size, cfg.seed, cfg.workers, cfg.degrade, cfg.rare, augment
+    ):
         pages += int(result["pages"])
         written += not result["skipped"]
     write_s = time.perf_counter() - t1
@@ -162,18 +186,27 @@ def run(cfg: PagesConfig, out: Path) -> dict:
     if cfg.sample:
         outputs["sample"] = export(shards_out, str(out / "sample"), cfg.sample)
     summary = dict(
-        outputs=outputs, shards=n_shards, shards_written=written, shards_skipped=skipped, pages_written=pages,
-        write_s=round(write_s, 2), bank_s=round(bank_s, 2),
+        outputs=outputs,
+        shards=n_shards,
+        shards_written=written,
+        shards_skipped=skipped,
+        pages_written=pages,
+        write_s=round(write_s, 2),
+        bank_s=round(bank_s, 2),
         pages_per_s=round(pages / write_s, 3) if pages else None,
         pages_per_s_per_worker=round(pages / write_s / cfg.workers, 3) if pages else None,
-        boxes=total, class_histogram=dict(ranked),
-        classes_seen=len(counts), classes_in_list=len(classes(cfg.kind)),
+        boxes=total,
+        class_histogram=dict(ranked),
+        classes_seen=len(counts),
+        classes_in_list=len(classes(cfg.kind)),
         top_class_share=round(ranked[0][1] / total, 3) if total else None,
         top10_share=round(sum(v for _, v in ranked[:10]) / total, 3) if total else None,
         alignment=alignment_check(cfg) if cfg.align_pages else None,
     )
-    print(f"{cfg.kind}: {n_shards} shards in {shards_out} ({written} written, {skipped} already there), "
-          f"{summary['pages_per_s']} pages/s; alignment {summary['alignment']}")
+    print(
+        f"{cfg.kind}: {n_shards} shards in {shards_out} ({written} written, {skipped} already there), "
+        f"{summary['pages_per_s']} pages/s; alignment {summary['alignment']}"
+    )
     return summary
 
 

@@ -23,8 +23,7 @@ PATCH_W, PATCH_H = 130, 80
 class PatchBank:
     """Crops of `PATCH_W` x `PATCH_H` px around symbols, with the boxes that lie (mostly) inside each crop."""
 
-    def __init__(self, patches: np.ndarray, boxes: list[np.ndarray], labels: list[list[str]],
-                 centre: list[str]):
+    def __init__(self, patches: np.ndarray, boxes: list[np.ndarray], labels: list[list[str]], centre: list[str]):
         self.patches, self.boxes, self.labels, self.centre = patches, boxes, labels, np.asarray(centre)
         self.classes = sorted(set(centre))
 
@@ -49,11 +48,14 @@ class PatchBank:
                 px = int(np.clip(round(cx - PATCH_W / 2), 0, w - PATCH_W))
                 py = int(np.clip(round(cy - PATCH_H / 2), 0, h - PATCH_H))
                 inside = _clip(row_boxes, px, py, row_labels)
-                if inside is None or not (row_boxes[i, :2] >= [px, py]).all() or \
-                        not (row_boxes[i, 2:] <= [px + PATCH_W - 1, py + PATCH_H - 1]).all():
+                if (
+                    inside is None
+                    or not (row_boxes[i, :2] >= [px, py]).all()
+                    or not (row_boxes[i, 2:] <= [px + PATCH_W - 1, py + PATCH_H - 1]).all()
+                ):
                     continue
                 kept, kept_labels = inside
-                patches.append(img[py:py + PATCH_H, px:px + PATCH_W].copy())
+                patches.append(img[py : py + PATCH_H, px : px + PATCH_W].copy())
                 boxes.append(kept)
                 labels.append(kept_labels)
                 centre.append(label)
@@ -116,10 +118,16 @@ class MarginPatches:
             idx = self.bank.sample(rng)
             x = self.gap + (j % per_row) * (PATCH_W + self.gap)
             y = self.gap + (j // per_row) * (PATCH_H + self.gap)
-            img[y:y + PATCH_H, x:x + PATCH_W] = self.bank.patches[idx]
+            img[y : y + PATCH_H, x : x + PATCH_W] = self.bank.patches[idx]
             for b, label in zip(self.bank.boxes[idx], self.bank.labels[idx]):
-                boxes.append([round(float(b[0] + x), 2), round(float(b[1] + y), 2),
-                              round(float(b[2] + x), 2), round(float(b[3] + y), 2)])
+                boxes.append(
+                    [
+                        round(float(b[0] + x), 2),
+                        round(float(b[1] + y), 2),
+                        round(float(b[2] + x), 2),
+                        round(float(b[3] + y), 2),
+                    ]
+                )
                 labels.append(label)
                 for name in extra:
                     extra[name].append(0)
@@ -133,8 +141,9 @@ def bank_seed(seed: int) -> int:
     return int(np.random.SeedSequence([int(seed), 7]).generate_state(1)[0])
 
 
-def margin_patches(kind: str, k: int, seed: int, bank_pages: int, per_class: int = 8,
-                   workers: int = 2) -> MarginPatches | None:
+def margin_patches(
+    kind: str, k: int, seed: int, bank_pages: int, per_class: int = 8, workers: int = 2
+) -> MarginPatches | None:
     """The margin-patch transform of a run with `seed`, or None when `k` is 0.
 
     Its bank holds up to `per_class` crops per class, cut from `bank_pages` pages composed with rare symbols
@@ -145,8 +154,10 @@ def margin_patches(kind: str, k: int, seed: int, bank_pages: int, per_class: int
         return None
     from workloads.pages.synthesis import page_dataset
 
-    rows = sorted(page_dataset(kind, bank_pages, seed=bank_seed(seed), rare="compose", workers=workers).iter_rows(),
-                  key=lambda r: r["page_index"])
+    rows = sorted(
+        page_dataset(kind, bank_pages, seed=bank_seed(seed), rare="compose", workers=workers).iter_rows(),
+        key=lambda r: r["page_index"],
+    )
     return MarginPatches(PatchBank.from_rows(rows, per_class=per_class, seed=seed), k=k, seed=seed)
 
 

@@ -36,8 +36,9 @@ def photograph(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0)
     page = img.astype(np.float32)
 
     # Paper: low-frequency texture and fine grain.
-    texture = cv2.resize(rng.normal(0, 1, (h // 32 + 1, w // 32 + 1)).astype(np.float32), (w, h),
-                         interpolation=cv2.INTER_CUBIC)
+    texture = cv2.resize(
+        rng.normal(0, 1, (h // 32 + 1, w // 32 + 1)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     page = page * (1 - 0.03 * strength * texture)
     # Uneven light (a tilted plane times a vignette) and a shadow over one side, computed at 1/4 resolution.
     sh, sw = h // 4, w // 4
@@ -48,15 +49,27 @@ def photograph(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0)
     shadow = np.zeros((sh, sw), np.float32)
     corner = rng.integers(0, 4)
     pts = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]])
-    poly = np.array([pts[corner], pts[(corner + 1) % 4],
-                     (pts[(corner + 1) % 4] + pts[(corner + 2) % 4]) // 2 + rng.integers(-20, 20, 2)], np.int32)
+    poly = np.array(
+        [
+            pts[corner],
+            pts[(corner + 1) % 4],
+            (pts[(corner + 1) % 4] + pts[(corner + 2) % 4]) // 2 + rng.integers(-20, 20, 2),
+        ],
+        np.int32,
+    )
     cv2.fillPoly(shadow, [poly], 1.0)
     light *= 1 - rng.uniform(0.15, 0.35) * strength * cv2.GaussianBlur(shadow, (0, 0), 12)
     light = cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
     page = page * light
     # The camera: perspective, a table around the page, blur, sensor noise, JPEG.
-    page = cv2.warpPerspective(page, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                               borderValue=float(rng.uniform(40, 90)))
+    page = cv2.warpPerspective(
+        page,
+        hom,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=float(rng.uniform(40, 90)),
+    )
     page = cv2.GaussianBlur(page, (0, 0), rng.uniform(0.4, 1.0) * strength + 1e-3)
     page += rng.standard_normal(page.shape, dtype=np.float32) * (4 * strength)
     page = np.clip(page, 0, 255).astype(np.uint8)

@@ -1,6 +1,6 @@
 """Look at shards: export a sample to COCO JSON and a PNG contact sheet with the boxes drawn.
 
-    python -m workloads.pages.export --shards runs/pages/music --out runs/pages/music/sample --n 8
+python -m workloads.pages.export --shards runs/pages/music --out runs/pages/music/sample --n 8
 """
 
 from __future__ import annotations
@@ -44,11 +44,21 @@ def to_coco(rows: list[dict], kind: str) -> dict:
         images.append(dict(id=img_id, file_name=f"{row['page_id']}.png", width=row["width"], height=row["height"]))
         for (x0, y0, x1, y1), label in zip(row["boxes"], row["labels"]):
             w, h = x1 - x0, y1 - y0
-            annotations.append(dict(id=len(annotations) + 1, image_id=img_id, category_id=cat[label],
-                                    bbox=[round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
-                                    area=round(w * h, 2), iscrowd=0))
-    return dict(images=images, annotations=annotations,
-                categories=[dict(id=i, name=c, supercategory=kind) for c, i in cat.items()])
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=img_id,
+                    category_id=cat[label],
+                    bbox=[round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+                    area=round(w * h, 2),
+                    iscrowd=0,
+                )
+            )
+    return dict(
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=i, name=c, supercategory=kind) for c, i in cat.items()],
+    )
 
 
 def _colour(label: str) -> tuple[int, int, int]:
@@ -70,8 +80,12 @@ def contact_sheet(rows: list[dict], columns: int = 4, thumb_w: int = 500, crop: 
         thumbs.append(cv2.resize(img, (thumb_w, int(img.shape[0] * scale)), interpolation=cv2.INTER_AREA))
     h = max(t.shape[0] for t in thumbs)
     thumbs += [np.full_like(thumbs[0], 255)] * (-len(thumbs) % columns)
-    grid = [np.concatenate([np.pad(t, ((0, h - t.shape[0]), (4, 4), (0, 0)), constant_values=255)
-                            for t in thumbs[i:i + columns]], 1) for i in range(0, len(thumbs), columns)]
+    grid = [
+        np.concatenate(
+            [np.pad(t, ((0, h - t.shape[0]), (4, 4), (0, 0)), constant_values=255) for t in thumbs[i : i + columns]], 1
+        )
+        for i in range(0, len(thumbs), columns)
+    ]
     return np.concatenate(grid, 0)
 
 

@@ -33,9 +33,14 @@ _MIN_LINE = 1.3  # pixels: thinnest staff line or stem, as on a scan
 
 # SMuFL glyph name -> class, where the two differ.
 _GLYPH_CLASS = {
-    "gClef": "clefG", "gClefChange": "clefG", "fClef": "clefF", "fClefChange": "clefF",
-    "dynamicPiano": "dynamicP", "dynamicForte": "dynamicF",
-    "wiggleArpeggiatoUp": "arpeggiato", "wiggleArpeggiatoDown": "arpeggiato",
+    "gClef": "clefG",
+    "gClefChange": "clefG",
+    "fClef": "clefF",
+    "fClefChange": "clefF",
+    "dynamicPiano": "dynamicP",
+    "dynamicForte": "dynamicF",
+    "wiggleArpeggiatoUp": "arpeggiato",
+    "wiggleArpeggiatoDown": "arpeggiato",
     "articStaccatissimoWedgeAbove": "articStaccatissimoAbove",
     "articStaccatissimoWedgeBelow": "articStaccatissimoBelow",
 }
@@ -72,7 +77,7 @@ def path_polygons(d: str, steps: int = 6) -> list[np.ndarray]:
 
     def nums(k):
         nonlocal i
-        vals = [float(v) for v in tokens[i:i + k]]
+        vals = [float(v) for v in tokens[i : i + k]]
         i += k
         return vals
 
@@ -111,7 +116,7 @@ def path_polygons(d: str, steps: int = 6) -> list[np.ndarray]:
                 v = nums(4)
                 p1 = 2 * pos - last_ctrl if last_ctrl is not None else pos.copy()
                 p2, p3 = base + v[0:2], base + v[2:4]
-            pts = ((1 - t) ** 3) * pos + 3 * ((1 - t) ** 2) * t * p1 + 3 * (1 - t) * t * t * p2 + t ** 3 * p3
+            pts = ((1 - t) ** 3) * pos + 3 * ((1 - t) ** 2) * t * p1 + 3 * (1 - t) * t * t * p2 + t**3 * p3
             cur.extend(pts)
             pos, last_ctrl = p3, p2
             continue
@@ -132,29 +137,73 @@ def path_polygons(d: str, steps: int = 6) -> list[np.ndarray]:
 _STEPS = "cdefgab"
 _CLEFS = {"G": ("G", 2, 34), "F": ("F", 4, 22), "CAlto": ("C", 3, 28), "CTenor": ("C", 4, 26)}  # centre step
 _KEYS = ["0"] + [f"{n}{a}" for n in range(1, 8) for a in "sf"]
-_METERS = [(4, 4, None), (3, 4, None), (2, 4, None), (6, 8, None), (4, 4, "common"), (2, 2, "cut"),
-           (3, 8, None), (5, 4, None), (12, 8, None), (7, 8, None), (9, 8, None), (10, 8, None)]
+_METERS = [
+    (4, 4, None),
+    (3, 4, None),
+    (2, 4, None),
+    (6, 8, None),
+    (4, 4, "common"),
+    (2, 2, "cut"),
+    (3, 8, None),
+    (5, 4, None),
+    (12, 8, None),
+    (7, 8, None),
+    (9, 8, None),
+    (10, 8, None),
+]
 _DYNAMS = ["p", "f", "mf", "mp", "pp", "ff", "sfz", "fp", "ppp", "fff", "sf", "rfz"]
 
 # Odds of each feature: the default composes ordinary music; "compose" favours the rare symbols.
 _ODDS = {
-    "none": dict(dur={4: 36, 8: 30, 2: 12, 16: 12, 1: 3, 32: 4, 64: 0.5}, dot=0.08, rest=0.18, chord=0.12,
-                 accid=0.08, accid_kind={"s": 40, "f": 40, "n": 16, "x": 2, "ff": 2}, artic=0.06,
-                 artic_kind={"stacc": 45, "acc": 30, "ten": 15, "stacciss": 4, "marc": 4, "upbow": 1, "dnbow": 1},
-                 grace=0.015, tuplet=0.05, dynam=0.15, hairpin=0.08, slur=0.12, tie=0.05, fermata=0.02,
-                 orn=0.02, arpeg=0.02, clef_change=0.02, key_change=0.03, meter_change=0.03, grand=0.5,
-                 key_weights=[8, 6, 6, 4, 4, 2, 2, 1, 1, 0.5, 0.5, 0.2, 0.2, 0.1, 0.1], clef_odds=[6, 3, 0.5, 0.3]),
+    "none": dict(
+        dur={4: 36, 8: 30, 2: 12, 16: 12, 1: 3, 32: 4, 64: 0.5},
+        dot=0.08,
+        rest=0.18,
+        chord=0.12,
+        accid=0.08,
+        accid_kind={"s": 40, "f": 40, "n": 16, "x": 2, "ff": 2},
+        artic=0.06,
+        artic_kind={"stacc": 45, "acc": 30, "ten": 15, "stacciss": 4, "marc": 4, "upbow": 1, "dnbow": 1},
+        grace=0.015,
+        tuplet=0.05,
+        dynam=0.15,
+        hairpin=0.08,
+        slur=0.12,
+        tie=0.05,
+        fermata=0.02,
+        orn=0.02,
+        arpeg=0.02,
+        clef_change=0.02,
+        key_change=0.03,
+        meter_change=0.03,
+        grand=0.5,
+        key_weights=[8, 6, 6, 4, 4, 2, 2, 1, 1, 0.5, 0.5, 0.2, 0.2, 0.1, 0.1],
+        clef_odds=[6, 3, 0.5, 0.3],
+    ),
 }
-_ODDS["compose"] = {**_ODDS["none"], "dur": {4: 10, 8: 10, 2: 8, 16: 12, 1: 6, 32: 12, 64: 8}, "dot": 0.2,
-                    "accid": 0.3, "accid_kind": {"s": 10, "f": 10, "n": 20, "x": 30, "ff": 30}, "artic": 0.3,
-                    "artic_kind": {"stacc": 5, "acc": 10, "ten": 15, "stacciss": 25, "marc": 25, "upbow": 10,
-                                   "dnbow": 10},
-                    "grace": 0.1, "tuplet": 0.2, "dynam": 0.4, "hairpin": 0.3, "fermata": 0.15, "orn": 0.2,
-                    "arpeg": 0.2, "clef_change": 0.15, "key_change": 0.2, "meter_change": 0.2,
-                    "key_weights": [1] * 15, "clef_odds": [1, 1, 2, 2]}
+_ODDS["compose"] = {
+    **_ODDS["none"],
+    "dur": {4: 10, 8: 10, 2: 8, 16: 12, 1: 6, 32: 12, 64: 8},
+    "dot": 0.2,
+    "accid": 0.3,
+    "accid_kind": {"s": 10, "f": 10, "n": 20, "x": 30, "ff": 30},
+    "artic": 0.3,
+    "artic_kind": {"stacc": 5, "acc": 10, "ten": 15, "stacciss": 25, "marc": 25, "upbow": 10, "dnbow": 10},
+    "grace": 0.1,
+    "tuplet": 0.2,
+    "dynam": 0.4,
+    "hairpin": 0.3,
+    "fermata": 0.15,
+    "orn": 0.2,
+    "arpeg": 0.2,
+    "clef_change": 0.15,
+    "key_change": 0.2,
+    "meter_change": 0.2,
+    "key_weights": [1] * 15,
+    "clef_odds": [1, 1, 2, 2],
+}
 # "replace": a common symbol becomes a semantically similar rare one with this probability.
-_REPLACE = {"s": "x", "f": "ff", "stacc": "stacciss", "acc": "marc", "p": "ppp", "f_dyn": "fff",
-            "trill": "mordent"}
+_REPLACE = {"s": "x", "f": "ff", "stacc": "stacciss", "acc": "marc", "p": "ppp", "f_dyn": "fff", "trill": "mordent"}
 
 
 class _Composer:
@@ -181,8 +230,9 @@ class _Composer:
         self.n += 1
         return f"n{self.n}"
 
-    def note(self, step: int, dur: int, dots: int, grace: bool = False, in_chord: bool = False,
-             tied: bool = False) -> tuple[str, str]:
+    def note(
+        self, step: int, dur: int, dots: int, grace: bool = False, in_chord: bool = False, tied: bool = False
+    ) -> tuple[str, str]:
         nid = self.nid()
         attrs = f'xml:id="{nid}" pname="{_STEPS[step % 7]}" oct="{step // 7}"'
         if not in_chord:
@@ -213,7 +263,8 @@ class _Composer:
                 flush()
                 tie_from = None
                 num, numbase, dur, span = [(3, 2, 8, 16), (6, 4, 16, 16), (5, 4, 16, 16), (3, 2, 4, 32)][
-                    self.rng.choice(4, p=[0.6, 0.15, 0.1, 0.15])]
+                    self.rng.choice(4, p=[0.6, 0.15, 0.1, 0.15])
+                ]
                 if span > left:
                     num, numbase, dur, span = 3, 2, 8, 16
                 notes = []
@@ -245,10 +296,19 @@ class _Composer:
                 xml += g
             if tie_from is None and self.chance("chord"):
                 cid = self.nid()
-                notes = [self.note(step + k, dur, dots, in_chord=True)[1] for k in sorted(
-                    {0, *self.rng.choice([2, 3, 4, 5, 7], size=int(self.rng.integers(1, 3)), replace=False)})]
-                xml += f'<chord xml:id="{cid}" dur="{dur}"' + (f' dots="{dots}"' if dots else "") + ">" + \
-                    "".join(notes) + "</chord>"
+                notes = [
+                    self.note(step + k, dur, dots, in_chord=True)[1]
+                    for k in sorted(
+                        {0, *self.rng.choice([2, 3, 4, 5, 7], size=int(self.rng.integers(1, 3)), replace=False)}
+                    )
+                ]
+                xml += (
+                    f'<chord xml:id="{cid}" dur="{dur}"'
+                    + (f' dots="{dots}"' if dots else "")
+                    + ">"
+                    + "".join(notes)
+                    + "</chord>"
+                )
                 ids.append(cid)
                 if self.chance("arpeg"):
                     controls.append(f'<arpeg plist="#{cid}" staff="{staff}"/>')
@@ -288,8 +348,9 @@ class _Composer:
             controls.append(f'<dynam staff="{staff}" place="below" startid="#{ids[0]}">{d}</dynam>')
         if len(ids) >= 2 and self.chance("hairpin"):
             form = "cres" if self.rng.random() < 0.5 else "dim"
-            controls.append(f'<hairpin form="{form}" staff="{staff}" place="below" startid="#{ids[0]}" '
-                            f'endid="#{ids[-1]}"/>')
+            controls.append(
+                f'<hairpin form="{form}" staff="{staff}" place="below" startid="#{ids[0]}" endid="#{ids[-1]}"/>'
+            )
 
     def score(self, n_measures: int) -> str:
         rng, o = self.rng, self.odds
@@ -301,10 +362,13 @@ class _Composer:
         meter = _METERS[int(rng.integers(len(_METERS)))]
         staff_defs = "".join(
             f'<staffDef n="{i + 1}" lines="5" clef.shape="{_CLEFS[c][0]}" clef.line="{_CLEFS[c][1]}"/>'
-            for i, c in enumerate(clefs))
+            for i, c in enumerate(clefs)
+        )
         grp = '<staffGrp symbol="brace" bar.thru="true">' if grand else "<staffGrp>"
-        parts = [f'<scoreDef key.sig="{key}" {self.meter_attrs(meter)}>{grp}{staff_defs}</staffGrp></scoreDef>',
-                 "<section>"]
+        parts = [
+            f'<scoreDef key.sig="{key}" {self.meter_attrs(meter)}>{grp}{staff_defs}</staffGrp></scoreDef>',
+            "<section>",
+        ]
         for m in range(n_measures):
             if m and self.chance("key_change"):
                 key = _KEYS[rng.choice(len(_KEYS), p=kw / kw.sum())]
@@ -318,14 +382,17 @@ class _Composer:
                 change = f'<clef shape="{_CLEFS[clefs[0]][0]}" line="{_CLEFS[clefs[0]][1]}"/>'
             length = meter[0] * 64 // meter[1]
             controls: list[str] = []
-            staves = "".join(f'<staff n="{i + 1}"><layer n="1">{change}'
-                             f"{self.layer(length, _CLEFS[c][2], controls, i + 1)}</layer></staff>"
-                             for i, c in enumerate(clefs))
+            staves = "".join(
+                f'<staff n="{i + 1}"><layer n="1">{change}'
+                f"{self.layer(length, _CLEFS[c][2], controls, i + 1)}</layer></staff>"
+                for i, c in enumerate(clefs)
+            )
             parts.append(f'<measure n="{m + 1}">{staves}{"".join(controls)}</measure>')
         parts.append("</section>")
-        return ('<?xml version="1.0" encoding="UTF-8"?><mei xmlns="http://www.music-encoding.org/ns/mei" '
-                'meiversion="5.0"><music><body><mdiv><score>' + "".join(parts) +
-                "</score></mdiv></body></music></mei>")
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><mei xmlns="http://www.music-encoding.org/ns/mei" '
+            'meiversion="5.0"><music><body><mdiv><score>' + "".join(parts) + "</score></mdiv></body></music></mei>"
+        )
 
     @staticmethod
     def meter_attrs(meter) -> str:
@@ -350,10 +417,23 @@ def _toolkit():
 def engrave(mei: str, id_seed: int) -> str:
     """SVG of the first page; verovio's ids are seeded so they are reproducible."""
     tk = _toolkit()
-    tk.setOptions({"pageWidth": _PAGE_W, "pageHeight": _PAGE_H, "scale": _SCALE, "footer": "none",
-                   "header": "none", "adjustPageHeight": False, "breaks": "auto", "pageMarginTop": _MARGIN_TOP,
-                   "pageMarginBottom": 100, "pageMarginLeft": 100, "pageMarginRight": 100,
-                   "xmlIdSeed": int(id_seed) % (2**31 - 1), "svgViewBox": False})
+    tk.setOptions(
+        {
+            "pageWidth": _PAGE_W,
+            "pageHeight": _PAGE_H,
+            "scale": _SCALE,
+            "footer": "none",
+            "header": "none",
+            "adjustPageHeight": False,
+            "breaks": "auto",
+            "pageMarginTop": _MARGIN_TOP,
+            "pageMarginBottom": 100,
+            "pageMarginLeft": 100,
+            "pageMarginRight": 100,
+            "xmlIdSeed": int(id_seed) % (2**31 - 1),
+            "svgViewBox": False,
+        }
+    )
     if not tk.loadData(mei):
         raise ValueError("verovio could not load the generated MEI")
     return tk.renderToSVG(1)
@@ -432,8 +512,11 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 key = (ctx.count("system"), round(lines[0][1] * scale, 1))
                 x0, x1 = min(ln[0] for ln in lines), max(ln[2] for ln in lines)
                 prev = staves.get(key)
-                staves[key] = [min(x0, prev[0]) if prev else x0, max(x1, prev[1]) if prev else x1,
-                               *[ln[1] for ln in lines]]
+                staves[key] = [
+                    min(x0, prev[0]) if prev else x0,
+                    max(x1, prev[1]) if prev else x1,
+                    *[ln[1] for ln in lines],
+                ]
             return
         owner = ctx[-1] if ctx else ""
         if tag == "use":
@@ -454,8 +537,10 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 fill([(_line_quad(x0, y0, x1, y1, max(sw, _MIN_LINE / scale)) + off) * scale], label)
             else:
                 polys = [(p + off) * scale for p in path_polygons(d)]
-                fill(polys, {"tie": "tie", "slur": "slur", "tupletBracket": "tupletBracket",
-                             "grpSym": "brace"}.get(owner))
+                fill(
+                    polys,
+                    {"tie": "tie", "slur": "slur", "tupletBracket": "tupletBracket", "grpSym": "brace"}.get(owner),
+                )
         elif tag == "polygon":
             pts = np.array([float(v) for v in re.split(r"[ ,]+", el.get("points", "").strip()) if v]).reshape(-1, 2)
             fill([(pts + off) * scale], "beam" if owner == "beam" else None)
@@ -472,15 +557,23 @@ def draw_svg(svg: str, width: int = WIDTH, height: int = HEIGHT):
                 fill([q], None)
             if label and quads:  # one box for the whole polyline
                 pts_all = np.concatenate(quads)
-                boxes.append([max(0.0, pts_all[:, 0].min()), max(0.0, pts_all[:, 1].min()),
-                              min(width - 1.0, pts_all[:, 0].max()), min(height - 1.0, pts_all[:, 1].max())])
+                boxes.append(
+                    [
+                        max(0.0, pts_all[:, 0].min()),
+                        max(0.0, pts_all[:, 1].min()),
+                        min(width - 1.0, pts_all[:, 0].max()),
+                        min(height - 1.0, pts_all[:, 1].max()),
+                    ]
+                )
                 labels.append(label)
         elif tag == "ellipse":
             cx, cy = float(el.get("cx")) + off[0], float(el.get("cy")) + off[1]
             rx, ry = float(el.get("rx")), float(el.get("ry"))
             a = np.linspace(0, 2 * math.pi, 16, endpoint=False)
-            fill([np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1) * scale],
-                 "augmentationDot" if owner == "dots" else None)
+            fill(
+                [np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1) * scale],
+                "augmentationDot" if owner == "dots" else None,
+            )
 
     walk(root, (), np.zeros(2), [])
     staff_rows = [staves[k] for k in sorted(staves)]
@@ -502,8 +595,7 @@ def _glyph_class(name: str, ctx: tuple, y: float, lines: list, glyph_scale: floa
         small = "Small" if glyph_scale < 0.65 and name == "noteheadBlack" else ""
         return f"{name}{'OnLine' if half_steps % 2 == 0 else 'InSpace'}{small}"
     if "keyAccid" in ctx:
-        return {"accidentalFlat": "keyFlat", "accidentalSharp": "keySharp",
-                "accidentalNatural": "keyNatural"}.get(name)
+        return {"accidentalFlat": "keyFlat", "accidentalSharp": "keySharp", "accidentalNatural": "keyNatural"}.get(name)
     cls = _GLYPH_CLASS.get(name, name)
     return cls if cls in _CLASS_SET else None
 

@@ -15,14 +15,46 @@ from workloads.pages.schema import PAGE_TYPES, PUBLISHERS
 
 WIDTH, HEIGHT = 1000, 1400
 STYLES = {  # one look per publisher of the page contract (schema.PUBLISHERS)
-    "morning_post": dict(columns=5, head_font=cv2.FONT_HERSHEY_TRIPLEX, body_font=cv2.FONT_HERSHEY_SIMPLEX,
-                         body_scale=0.28, line_h=9, rule="line", margin=40, masthead=70),
-    "daily_ledger": dict(columns=4, head_font=cv2.FONT_HERSHEY_COMPLEX, body_font=cv2.FONT_HERSHEY_COMPLEX_SMALL,
-                         body_scale=0.42, line_h=10, rule="double", margin=50, masthead=90),
-    "evening_star": dict(columns=6, head_font=cv2.FONT_HERSHEY_DUPLEX, body_font=cv2.FONT_HERSHEY_PLAIN,
-                         body_scale=0.55, line_h=8, rule="none", margin=35, masthead=60),
-    "valley_courier": dict(columns=3, head_font=cv2.FONT_HERSHEY_SIMPLEX, body_font=cv2.FONT_HERSHEY_DUPLEX,
-                           body_scale=0.3, line_h=11, rule="thick", margin=55, masthead=100),
+    "morning_post": dict(
+        columns=5,
+        head_font=cv2.FONT_HERSHEY_TRIPLEX,
+        body_font=cv2.FONT_HERSHEY_SIMPLEX,
+        body_scale=0.28,
+        line_h=9,
+        rule="line",
+        margin=40,
+        masthead=70,
+    ),
+    "daily_ledger": dict(
+        columns=4,
+        head_font=cv2.FONT_HERSHEY_COMPLEX,
+        body_font=cv2.FONT_HERSHEY_COMPLEX_SMALL,
+        body_scale=0.42,
+        line_h=10,
+        rule="double",
+        margin=50,
+        masthead=90,
+    ),
+    "evening_star": dict(
+        columns=6,
+        head_font=cv2.FONT_HERSHEY_DUPLEX,
+        body_font=cv2.FONT_HERSHEY_PLAIN,
+        body_scale=0.55,
+        line_h=8,
+        rule="none",
+        margin=35,
+        masthead=60,
+    ),
+    "valley_courier": dict(
+        columns=3,
+        head_font=cv2.FONT_HERSHEY_SIMPLEX,
+        body_font=cv2.FONT_HERSHEY_DUPLEX,
+        body_scale=0.3,
+        line_h=11,
+        rule="thick",
+        margin=55,
+        masthead=100,
+    ),
 }
 if tuple(STYLES) != PUBLISHERS:
     raise ImportError("news.STYLES must give one style per schema.PUBLISHERS entry, in order")
@@ -54,8 +86,19 @@ class _Page:
         self.labels.append(label)
         self.article_of.append(article)
 
-    def text_lines(self, x0: int, y0: int, x1: int, y1: int, font: int, scale: float, line_h: int,
-                   thickness: int = 1, capital: bool = False, ragged: bool = True) -> int:
+    def text_lines(
+        self,
+        x0: int,
+        y0: int,
+        x1: int,
+        y1: int,
+        font: int,
+        scale: float,
+        line_h: int,
+        thickness: int = 1,
+        capital: bool = False,
+        ragged: bool = True,
+    ) -> int:
         """Fill [x0, x1] x [y0, y1] with lines of pseudo-words; returns the y below the last line drawn."""
         y, width = y0 + line_h, x1 - x0
         (cw, ch), _ = cv2.getTextSize("abcdefghij", font, scale, thickness)
@@ -93,8 +136,16 @@ class _Page:
         for _ in range(int(self.rng.integers(2, 6))):
             cx, cy = self.rng.integers(0, w), self.rng.integers(0, h)
             axes = (int(self.rng.integers(5, max(6, w // 3))), int(self.rng.integers(5, max(6, h // 3))))
-            cv2.ellipse(pic, (int(cx), int(cy)), axes, float(self.rng.uniform(0, 180)), 0, 360,
-                        float(self.rng.uniform(20, 230)), -1)
+            cv2.ellipse(
+                pic,
+                (int(cx), int(cy)),
+                axes,
+                float(self.rng.uniform(0, 180)),
+                0,
+                360,
+                float(self.rng.uniform(20, 230)),
+                -1,
+            )
         pic = cv2.GaussianBlur(pic, (0, 0), 2) + self.rng.normal(0, 8, pic.shape)
         self.img[y0:y1, x0:x1] = np.clip(pic, 0, 255).astype(np.uint8)
         cv2.rectangle(self.img, (x0, y0), (x1 - 1, y1 - 1), 0, 1)
@@ -132,13 +183,23 @@ def _articles(page: _Page, top: int) -> None:
             article += 1
             x0 = int(m + c * (col_w + gutter))
             x1 = int(m + (c + span) * (col_w + gutter) - gutter)
-            page.mask[y:y + row_h - 6, x0:x1] = article
+            page.mask[y : y + row_h - 6, x0:x1] = article
             yy = y
             head_scale = float(rng.uniform(0.55, 0.75) * (1 + 0.25 * (span - 1)))
             (tw, th), _ = cv2.getTextSize("Abcdefghij", s["head_font"], head_scale, 2)
             lines = int(rng.integers(1, 3))
-            head_bottom = page.text_lines(x0, yy, x1, yy + lines * int(th * 1.6), s["head_font"], head_scale,
-                                          int(th * 1.6), 2 if head_scale > 0.6 else 1, capital=True, ragged=False)
+            head_bottom = page.text_lines(
+                x0,
+                yy,
+                x1,
+                yy + lines * int(th * 1.6),
+                s["head_font"],
+                head_scale,
+                int(th * 1.6),
+                2 if head_scale > 0.6 else 1,
+                capital=True,
+                ragged=False,
+            )
             page.add([x0, yy + 2, x1, head_bottom + 3], "headline", article)
             yy = head_bottom + 8
             if span >= 2 and row_h > 300 and rng.random() < 0.6:
@@ -146,15 +207,15 @@ def _articles(page: _Page, top: int) -> None:
                 page.picture(x0, yy, x1, yy + ph)
                 page.add([x0, yy, x1 - 1, yy + ph - 1], "picture", article)
                 yy += ph + 4
-                cap = page.text_lines(x0, yy, x1, yy + 2 * s["line_h"], s["body_font"], s["body_scale"] * 0.9,
-                                      s["line_h"], ragged=False)
+                cap = page.text_lines(
+                    x0, yy, x1, yy + 2 * s["line_h"], s["body_font"], s["body_scale"] * 0.9, s["line_h"], ragged=False
+                )
                 page.add([x0, yy + 1, x1, cap + 2], "caption", article)
                 yy = cap + 6
             for k in range(span):  # one text block per column of the article
                 cx0 = int(m + (c + k) * (col_w + gutter))
                 cx1 = int(cx0 + col_w)
-                bottom = page.text_lines(cx0, yy, cx1, y + row_h - 10, s["body_font"], s["body_scale"],
-                                         s["line_h"])
+                bottom = page.text_lines(cx0, yy, cx1, y + row_h - 10, s["body_font"], s["body_scale"], s["line_h"])
                 if bottom > yy + 4:
                     page.add([cx0, yy + 1, cx1, bottom], "text", article)
             if c + span < cols:
@@ -175,8 +236,12 @@ def _listing(page: _Page, top: int, page_type: str) -> None:
     col_w = (WIDTH - 2 * m - gutter * (cols - 1)) / cols
     head_scale = 0.8
     (tw, th), _ = cv2.getTextSize("Abc", s["head_font"], head_scale, 2)
-    title = {"classifieds": "Classifieds", "tv_programme": "Tonight on TV", "share_prices": "Markets",
-             "sports_results": "Results"}[page_type]
+    title = {
+        "classifieds": "Classifieds",
+        "tv_programme": "Tonight on TV",
+        "share_prices": "Markets",
+        "sports_results": "Results",
+    }[page_type]
     cv2.putText(page.img, title, (m, top + th), s["head_font"], head_scale, 0, 2, cv2.LINE_AA)
     page.add([m, top, m + cv2.getTextSize(title, s["head_font"], head_scale, 2)[0][0], top + th + 6], "headline")
     for c in range(cols):
@@ -193,15 +258,28 @@ def _listing(page: _Page, top: int, page_type: str) -> None:
                 cv2.putText(page.img, name, (x0, y + 12), s["head_font"], 0.45, 0, 1, cv2.LINE_AA)
                 yy = y + 20
                 while yy < y + h - 10:
-                    left = (f"{rng.integers(6, 24):02d}:{rng.choice([0, 15, 30, 45]):02d}"
-                            if page_type == "tv_programme" else _words(rng, 1, capital=True)[:9])
-                    right = {"tv_programme": _words(rng, 3, capital=True),
-                             "share_prices": f"{rng.uniform(1, 900):8.2f} {rng.normal(0, 2):+5.1f}%",
-                             "sports_results": f"{rng.integers(0, 5)}:{rng.integers(0, 5)} " +
-                                               _words(rng, 1, capital=True)[:9]}[page_type]
+                    left = (
+                        f"{rng.integers(6, 24):02d}:{rng.choice([0, 15, 30, 45]):02d}"
+                        if page_type == "tv_programme"
+                        else _words(rng, 1, capital=True)[:9]
+                    )
+                    right = {
+                        "tv_programme": _words(rng, 3, capital=True),
+                        "share_prices": f"{rng.uniform(1, 900):8.2f} {rng.normal(0, 2):+5.1f}%",
+                        "sports_results": f"{rng.integers(0, 5)}:{rng.integers(0, 5)} "
+                        + _words(rng, 1, capital=True)[:9],
+                    }[page_type]
                     cv2.putText(page.img, left, (x0, yy + 8), s["body_font"], s["body_scale"], 0, 1, cv2.LINE_AA)
-                    cv2.putText(page.img, right[: int(col_w / 7)], (x0 + int(col_w * 0.3), yy + 8), s["body_font"],
-                                s["body_scale"], 0, 1, cv2.LINE_AA)
+                    cv2.putText(
+                        page.img,
+                        right[: int(col_w / 7)],
+                        (x0 + int(col_w * 0.3), yy + 8),
+                        s["body_font"],
+                        s["body_scale"],
+                        0,
+                        1,
+                        cv2.LINE_AA,
+                    )
                     yy += s["line_h"] + 1
                 cv2.line(page.img, (x0, y + h - 4), (x1, y + h - 4), 0, 1)
             page.add([x0, y, x1, y + h - 4], label)
@@ -219,5 +297,12 @@ def render(rng: np.random.Generator, publisher: str | None = None, page_type: st
         _articles(page, top)
     else:
         _listing(page, top, page_type)
-    return dict(image=page.img, boxes=page.boxes, labels=page.labels, article_of=page.article_of,
-                mask=page.mask, publisher=publisher, page_type=page_type)
+    return dict(
+        image=page.img,
+        boxes=page.boxes,
+        labels=page.labels,
+        article_of=page.article_of,
+        mask=page.mask,
+        publisher=publisher,
+        page_type=page_type,
+    )

@@ -54,15 +54,29 @@ def render_page(kind: str, seed: int, index: int, degrade: float = 0.0, rare: st
         boxes = _degrade.transform_boxes(boxes, hom, w, h)
         if kind == "news":
             page["mask"] = cv2.warpPerspective(page["mask"], hom, (w, h), flags=cv2.INTER_NEAREST)
-    row = dict(page_id=f"{kind}-{seed}-{index:08d}", page_index=index, kind=kind, seed=seed, width=w, height=h,
-               image=cv2.imencode(".png", img)[1].tobytes(), boxes=np.round(boxes, 2).tolist(),
-               labels=list(page["labels"]), degraded=degraded, homography=hom.ravel().tolist())
+    row = dict(
+        page_id=f"{kind}-{seed}-{index:08d}",
+        page_index=index,
+        kind=kind,
+        seed=seed,
+        width=w,
+        height=h,
+        image=cv2.imencode(".png", img)[1].tobytes(),
+        boxes=np.round(boxes, 2).tolist(),
+        labels=list(page["labels"]),
+        degraded=degraded,
+        homography=hom.ravel().tolist(),
+    )
     if kind == "music":
         row.update(rare=page["rare"], staves=[[round(v, 2) for v in s] for s in page["staves"]])
     else:
-        row.update(publisher=page["publisher"], page_type=page["page_type"],
-                   is_article=page["page_type"] == "article", article_of=page["article_of"],
-                   mask_rle=mask_to_rle(page["mask"]))
+        row.update(
+            publisher=page["publisher"],
+            page_type=page["page_type"],
+            is_article=page["page_type"] == "article",
+            article_of=page["article_of"],
+            mask_rle=mask_to_rle(page["mask"]),
+        )
     return row
 
 
@@ -78,8 +92,17 @@ def finished_shards(out: str, kind: str) -> tuple[pafs.FileSystem, list[str]]:
     return fs, sorted(i.path for i in infos if i.base_name.startswith(f"{kind}-") and i.base_name.endswith(".parquet"))
 
 
-def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: int, seed: int,
-                degrade: float = 0.0, rare: str = "none", augment=None) -> dict:
+def write_shard(
+    out_dir: str,
+    kind: str,
+    shard: int,
+    n_pages: int,
+    shard_size: int,
+    seed: int,
+    degrade: float = 0.0,
+    rare: str = "none",
+    augment=None,
+) -> dict:
     """Render and write one shard atomically (temp name, then rename); skip it if it is already there."""
     fs, root = filesystem(out_dir)
     final = f"{root}/{shard_name(kind, shard)}"
@@ -94,8 +117,14 @@ def write_shard(out_dir: str, kind: str, shard: int, n_pages: int, shard_size: i
     pq.write_table(table, tmp, compression="zstd", filesystem=fs)
     fs.move(tmp, final)
     counts = Counter(label for labels in table.column("labels").to_pylist() for label in labels)
-    return dict(shard=shard, pages=table.num_rows, seconds=time.perf_counter() - t0,
-                cpu_seconds=time.process_time() - c0, skipped=False, counts=json.dumps(dict(counts)))
+    return dict(
+        shard=shard,
+        pages=table.num_rows,
+        seconds=time.perf_counter() - t0,
+        cpu_seconds=time.process_time() - c0,
+        skipped=False,
+        counts=json.dumps(dict(counts)),
+    )
 
 
 def _write_batch(batch: dict, **kwargs) -> dict:
@@ -104,8 +133,17 @@ def _write_batch(batch: dict, **kwargs) -> dict:
     return {k: np.array([r[k] for r in results]) for k in results[0]}
 
 
-def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: int, workers: int = 2,
-                 degrade: float = 0.0, rare: str = "none", augment=None):
+def write_shards(
+    out_dir: str,
+    kind: str,
+    n_pages: int,
+    shard_size: int,
+    seed: int,
+    workers: int = 2,
+    degrade: float = 0.0,
+    rare: str = "none",
+    augment=None,
+):
     """Write every missing shard with Ray Data tasks; yields one small result dict per shard as it finishes."""
     import ray
     from ray.data import TaskPoolStrategy
@@ -121,9 +159,22 @@ def write_shards(out_dir: str, kind: str, n_pages: int, shard_size: int, seed: i
     if not todo:
         return
     ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
-    ds = ds.map_batches(_write_batch, batch_size=1, num_cpus=1, compute=TaskPoolStrategy(size=workers),
-                        fn_kwargs=dict(out_dir=out_dir, kind=kind, n_pages=n_pages, shard_size=shard_size,
-                                       seed=seed, degrade=degrade, rare=rare, augment=augment))
+    ds = ds.map_batches(
+        _write_batch,
+        batch_size=1,
+        num_cpus=1,
+        compute=TaskPoolStrategy(size=workers),
+        fn_kwargs=dict(
+            out_dir=out_dir,
+            kind=kind,
+            n_pages=n_pages,
+            shard_size=shard_size,
+            seed=seed,
+            degrade=degrade,
+            rare=rare,
+            augment=augment,
+        ),
+    )
     yield from ds.iter_rows()
 
 
@@ -133,8 +184,16 @@ def _render_batch(batch: dict, kind: str, seed: int, degrade: float, rare: str, 
     return augment(table) if augment is not None else table
 
 
-def page_dataset(kind: str, n_pages: int, seed: int = 0, degrade: float = 0.0, rare: str = "none",
-                 augment=None, workers: int = 2, pages_per_block: int = 8):
+def page_dataset(
+    kind: str,
+    n_pages: int,
+    seed: int = 0,
+    degrade: float = 0.0,
+    rare: str = "none",
+    augment=None,
+    workers: int = 2,
+    pages_per_block: int = 8,
+):
     """The same rows as the shards, as a streaming `ray.data.Dataset` (nothing written), e.g. for
     `iter_torch_batches` after a `map_batches` that decodes `image`."""
     import ray
@@ -143,6 +202,11 @@ def page_dataset(kind: str, n_pages: int, seed: int = 0, degrade: float = 0.0, r
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     ds = ray.data.range(n_pages, override_num_blocks=min(n_pages, max(workers, -(-n_pages // pages_per_block))))
-    return ds.map_batches(_render_batch, batch_size=pages_per_block, batch_format="numpy", num_cpus=1,
-                          compute=TaskPoolStrategy(size=workers),
-                          fn_kwargs=dict(kind=kind, seed=seed, degrade=degrade, rare=rare, augment=augment))
+    return ds.map_batches(
+        _render_batch,
+        batch_size=pages_per_block,
+        batch_format="numpy",
+        num_cpus=1,
+        compute=TaskPoolStrategy(size=workers),
+        fn_kwargs=dict(kind=kind, seed=seed, degrade=degrade, rare=rare, augment=augment),
+    )

@@ -41,14 +41,21 @@ class QCConfig(PublishesModels, FansOut, WorkloadConfig):
     test_defects: int = field(100, help="defective test images", minimum=1)
     steps: int = field(800, help="optimiser steps per CNN", minimum=1)
     precision: float = field(0.9, help="the fixed precision at which minority recall is reported, in (0, 1)")
-    eps: float = field(0.031, help="FGSM step size of the headline figure (images lie in [0, 1]; 0.031 = 8/255), "
-                                   "in (0, 1)")
+    eps: float = field(
+        0.031, help="FGSM step size of the headline figure (images lie in [0, 1]; 0.031 = 8/255), in (0, 1)"
+    )
     adversarial: int = field(400, help="test images attacked with FGSM for the detector's ROC", minimum=1)
 
     def smoke(self) -> QCConfig:
-        return dataclasses.replace(self, normal=min(self.normal, 800), defects=min(self.defects, 8),
-                                   test_normal=min(self.test_normal, 1000), test_defects=min(self.test_defects, 10),
-                                   steps=min(self.steps, 40), adversarial=min(self.adversarial, 40))
+        return dataclasses.replace(
+            self,
+            normal=min(self.normal, 800),
+            defects=min(self.defects, 8),
+            test_normal=min(self.test_normal, 1000),
+            test_defects=min(self.test_defects, 10),
+            steps=min(self.steps, 40),
+            adversarial=min(self.adversarial, 40),
+        )
 
     def validate(self) -> None:  # open intervals, which the declared (closed) bounds cannot say
         if not 0 < self.precision < 1 or not 0 < self.eps < 1:
@@ -69,8 +76,9 @@ def _remedy(remedy: str, train, test, steps: int, seed: int, precision: float) -
     t0 = time.perf_counter()
     model, losses = models.fit(images, labels, remedy, steps, seed=seed)
     scores = models.predict(model, test[0])
-    return dict(model=model, losses=losses, scores=scores, train_s=time.perf_counter() - t0,
-                **_scored(test, scores, precision))
+    return dict(
+        model=model, losses=losses, scores=scores, train_s=time.perf_counter() - t0, **_scored(test, scores, precision)
+    )
 
 
 def _scored(test, scores, precision) -> dict:
@@ -83,8 +91,11 @@ def _scored(test, scores, precision) -> dict:
     for kind in sorted(set(kinds) - {""}):
         keep = (kinds == kind) | (labels == 0)
         per_kind[str(kind)] = models.recall_at_precision(labels[keep], scores[keep], precision)
-    return dict(recall_at_precision=models.recall_at_precision(labels, scores, precision),
-                average_precision=float(average_precision_score(labels, scores)), recall_per_kind=per_kind)
+    return dict(
+        recall_at_precision=models.recall_at_precision(labels, scores, precision),
+        average_precision=float(average_precision_score(labels, scores)),
+        recall_per_kind=per_kind,
+    )
 
 
 def _plots(out, results: dict, saliency_rows, entropies, precision) -> None:
@@ -116,8 +127,10 @@ def _plots(out, results: dict, saliency_rows, entropies, precision) -> None:
     fig.tight_layout()
     fig.savefig(out / "entropy.png", dpi=110)
     plt.close(fig)
-    cv2.imwrite(str(out / "saliency.png"), cv2.resize(np.concatenate(saliency_rows, 0), None, fx=3, fy=3,
-                                                      interpolation=cv2.INTER_NEAREST))
+    cv2.imwrite(
+        str(out / "saliency.png"),
+        cv2.resize(np.concatenate(saliency_rows, 0), None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST),
+    )
 
 
 def run(cfg: QCConfig, out: Path) -> dict:
@@ -139,18 +152,24 @@ def run(cfg: QCConfig, out: Path) -> dict:
     # SMOTE interpolates in a feature space: hand-crafted blob and line responses (the baseline CNN's own
     # features were tried first and carried no signal, since that CNN never learned the minority).
     smote = models.fit_smote(models.handcrafted_features(train[0]), train[1], cfg.seed)
-    results["smote_features"] = _scored(test, smote.predict_proba(models.handcrafted_features(test[0]))[:, 1],
-                                        cfg.precision)
+    results["smote_features"] = _scored(
+        test, smote.predict_proba(models.handcrafted_features(test[0]))[:, 1], cfg.precision
+    )
     results = {r: results[r] for r in models.REMEDIES}
 
     served = results[SERVED_REMEDY]["model"]
     scale = models.feature_scale(served, train[0][:1000])
     rng = np.random.default_rng(cfg.seed)
-    pick = np.concatenate([rng.choice(np.flatnonzero(test[1] == 1), min(cfg.adversarial // 4, int(test[1].sum())),
-                                      replace=False),
-                           rng.choice(np.flatnonzero(test[1] == 0), cfg.adversarial - min(cfg.adversarial // 4,
-                                                                                        int(test[1].sum())),
-                                      replace=False)])
+    pick = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(test[1] == 1), min(cfg.adversarial // 4, int(test[1].sum())), replace=False),
+            rng.choice(
+                np.flatnonzero(test[1] == 0),
+                cfg.adversarial - min(cfg.adversarial // 4, int(test[1].sum())),
+                replace=False,
+            ),
+        ]
+    )
     x, y = test[0][pick], test[1][pick]
     adv = models.fgsm(served, x, y, cfg.eps)
     p_clean, p_adv = models.predict(served, x), models.predict(served, adv)
@@ -163,12 +182,17 @@ def run(cfg: QCConfig, out: Path) -> dict:
     for eps in sorted({0.01, 0.02, 0.05, cfg.eps}):
         e_sweep = models.spatial_entropy(served, models.fgsm(served, x, y, eps), scale)
         sweep[str(eps)] = float(roc_auc_score(np.r_[np.zeros(len(x)), np.ones(len(x))], np.r_[e_clean, e_sweep]))
-    adversarial = dict(eps=cfg.eps, images=len(x), roc_auc=auc, roc_auc_by_eps=sweep,
-                       accuracy_clean=float(np.mean((p_clean >= thr) == (y == 1))),
-                       accuracy_fgsm=float(np.mean((p_adv >= thr) == (y == 1))),
-                       entropy_threshold_p99_clean=entropy_threshold,
-                       detected_at_threshold=float(np.mean(e_adv > entropy_threshold)),
-                       false_alarms_at_threshold=float(np.mean(e_clean > entropy_threshold)))
+    adversarial = dict(
+        eps=cfg.eps,
+        images=len(x),
+        roc_auc=auc,
+        roc_auc_by_eps=sweep,
+        accuracy_clean=float(np.mean((p_clean >= thr) == (y == 1))),
+        accuracy_fgsm=float(np.mean((p_adv >= thr) == (y == 1))),
+        entropy_threshold_p99_clean=entropy_threshold,
+        detected_at_threshold=float(np.mean(e_adv > entropy_threshold)),
+        false_alarms_at_threshold=float(np.mean(e_clean > entropy_threshold)),
+    )
     # Decision threshold of the served model: the loosest one that keeps precision >= cfg.precision on test.
     from sklearn.metrics import precision_recall_curve
 
@@ -183,23 +207,43 @@ def run(cfg: QCConfig, out: Path) -> dict:
     summary = dict(
         data="synthetic transparent tubes (workloads/qc/data.py); no real catheter images",
         imbalance=f"1:{cfg.normal // cfg.defects}",
-        recall_at_precision=table, precision=cfg.precision,
-        remedies={r: {k: v for k, v in res.items() if k not in ("model", "losses", "scores")}
-                  for r, res in results.items()},
-        losses_first_last={r: [float(np.mean(v["losses"][:20])), float(np.mean(v["losses"][-20:]))]
-                           for r, v in results.items() if "losses" in v},
-        adversarial=adversarial, served_remedy=SERVED_REMEDY, decision_threshold=decision)
+        recall_at_precision=table,
+        precision=cfg.precision,
+        remedies={
+            r: {k: v for k, v in res.items() if k not in ("model", "losses", "scores")} for r, res in results.items()
+        },
+        losses_first_last={
+            r: [float(np.mean(v["losses"][:20])), float(np.mean(v["losses"][-20:]))]
+            for r, v in results.items()
+            if "losses" in v
+        },
+        adversarial=adversarial,
+        served_remedy=SERVED_REMEDY,
+        decision_threshold=decision,
+    )
     if cfg.publish:
-        meta = dict(size=data.SIZE, remedy=SERVED_REMEDY, decision_threshold=decision, entropy_scale=scale,
-                    entropy_threshold=entropy_threshold, augmentation=dataclasses.asdict(Policy()),
-                    metrics=dict(recall_at_precision=table[SERVED_REMEDY], adversarial_roc_auc=auc),
-                    training_data=dict(source="workloads.qc.data (synthetic)", normal=cfg.normal,
-                                       defects=cfg.defects, seed=cfg.seed))
+        meta = dict(
+            size=data.SIZE,
+            remedy=SERVED_REMEDY,
+            decision_threshold=decision,
+            entropy_scale=scale,
+            entropy_threshold=entropy_threshold,
+            augmentation=dataclasses.asdict(Policy()),
+            metrics=dict(recall_at_precision=table[SERVED_REMEDY], adversarial_roc_auc=auc),
+            training_data=dict(
+                source="workloads.qc.data (synthetic)", normal=cfg.normal, defects=cfg.defects, seed=cfg.seed
+            ),
+        )
         summary["registry"] = cfg.publish_model(TASK, NAME, {"weights.pt": torch_bytes(served.state_dict())}, meta)
-    summary["outputs"] = {name: str(out / name) for name in ("remedies.png", "saliency.png", "entropy.png",
-                                                             "losses.png")}
-    print("qc (synthetic data): recall at precision", cfg.precision, table,
-          f"; FGSM detector ROC AUC {auc:.3f}; results in {out}")
+    summary["outputs"] = {
+        name: str(out / name) for name in ("remedies.png", "saliency.png", "entropy.png", "losses.png")
+    }
+    print(
+        "qc (synthetic data): recall at precision",
+        cfg.precision,
+        table,
+        f"; FGSM detector ROC AUC {auc:.3f}; results in {out}",
+    )
     return summary
 
 

@@ -26,17 +26,22 @@ class Policy:
 
     def __post_init__(self):
         if not 0 <= self.max_angle < 45:
-            raise ValueError(f"max_angle must lie in [0, 45) degrees, got {self.max_angle}: a larger rotation turns "
-                             "axial scratches into radial ones")
+            raise ValueError(
+                f"max_angle must lie in [0, 45) degrees, got {self.max_angle}: a larger rotation turns "
+                "axial scratches into radial ones"
+            )
 
     def sample(self, rng: np.random.Generator) -> dict:
-        return dict(angle=float(rng.uniform(-self.max_angle, self.max_angle)),
-                    flip_lr=bool(self.flip_lr and rng.random() < 0.5),
-                    flip_ud=bool(self.flip_ud and rng.random() < 0.5),
-                    shift=rng.uniform(-self.max_shift, self.max_shift, 2).tolist(),
-                    brightness=float(rng.uniform(-self.brightness, self.brightness)),
-                    contrast=float(rng.uniform(1 - self.contrast, 1 + self.contrast)),
-                    noise=float(rng.uniform(0, self.noise)), noise_seed=int(rng.integers(1 << 31)))
+        return dict(
+            angle=float(rng.uniform(-self.max_angle, self.max_angle)),
+            flip_lr=bool(self.flip_lr and rng.random() < 0.5),
+            flip_ud=bool(self.flip_ud and rng.random() < 0.5),
+            shift=rng.uniform(-self.max_shift, self.max_shift, 2).tolist(),
+            brightness=float(rng.uniform(-self.brightness, self.brightness)),
+            contrast=float(rng.uniform(1 - self.contrast, 1 + self.contrast)),
+            noise=float(rng.uniform(0, self.noise)),
+            noise_seed=int(rng.integers(1 << 31)),
+        )
 
     @staticmethod
     def apply(img: np.ndarray, p: dict) -> np.ndarray:

@@ -23,14 +23,14 @@ def _tube(rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
     centre = cy + tilt * (xx - SIZE / 2)
     d = (yy - centre) / half  # -1 .. 1 across the tube
     inside = np.abs(d) < 1
-    img = img + inside * rng.uniform(-0.05, 0.08) * (1 - d ** 2)
+    img = img + inside * rng.uniform(-0.05, 0.08) * (1 - d**2)
     for wall in (-1, 1):  # refracting walls: dark lines with a bright rim
-        img = img - rng.uniform(0.15, 0.3) * np.exp(-((d - wall) * half) ** 2 / 1.5)
-        img = img + rng.uniform(0.03, 0.1) * np.exp(-((d - 0.85 * wall) * half) ** 2 / 1.0)
+        img = img - rng.uniform(0.15, 0.3) * np.exp(-(((d - wall) * half) ** 2) / 1.5)
+        img = img + rng.uniform(0.03, 0.1) * np.exp(-(((d - 0.85 * wall) * half) ** 2) / 1.0)
     for _ in range(int(rng.integers(1, 4))):  # specular streaks along the axis, of uneven brightness
         pos, width = rng.uniform(-0.7, 0.7), rng.uniform(0.6, 1.8)
         along = 0.6 + 0.4 * np.sin(xx / rng.uniform(6, 20) + rng.uniform(0, 6.3))
-        img = img + rng.uniform(0.1, 0.35) * along * np.exp(-((d - pos) * half) ** 2 / width)
+        img = img + rng.uniform(0.1, 0.35) * along * np.exp(-(((d - pos) * half) ** 2) / width)
     return img, (cy, half)
 
 

@@ -29,10 +29,19 @@ class DefectCNN(nn.Module):
     def __init__(self, width: int = 8):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())  # the entropy detector reads this
-        self.body = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1),
-                                  nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
-                                  nn.MaxPool2d(2), nn.Conv2d(4 * width, 4 * width, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+            nn.BatchNorm2d(4 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4 * width, 4 * width, 3, padding=1),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(4 * width, 1)
 
     @staticmethod
@@ -55,8 +64,16 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
 
 
-def fit(images: np.ndarray, labels: np.ndarray, remedy: str = "none", steps: int = 400, batch: int = 32,
-        lr: float = 3e-3, seed: int = 0, policy: Policy | None = None):
+def fit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    remedy: str = "none",
+    steps: int = 400,
+    batch: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    policy: Policy | None = None,
+):
     """Train a DefectCNN with one of the CNN remedies; returns (model, per-step losses)."""
     if remedy not in ("none", "class_weights", "oversample_aug", "synthesis"):
         raise ValueError(f"unknown CNN remedy {remedy!r}")
@@ -88,8 +105,9 @@ def fit(images: np.ndarray, labels: np.ndarray, remedy: str = "none", steps: int
 
 @torch.no_grad()
 def predict(model: DefectCNN, images: np.ndarray, batch: int = 512) -> np.ndarray:
-    return np.concatenate([torch.sigmoid(model(to_tensor(images[i:i + batch]))).numpy()
-                           for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [torch.sigmoid(model(to_tensor(images[i : i + batch]))).numpy() for i in range(0, len(images), batch)]
+    )
 
 
 def handcrafted_features(images: np.ndarray) -> np.ndarray:
@@ -119,8 +137,9 @@ def fit_smote(features: np.ndarray, labels: np.ndarray, seed: int = 0):
     from sklearn.preprocessing import StandardScaler
 
     k = max(1, min(5, int(labels.sum()) - 1))
-    return make_pipeline(StandardScaler(), SMOTE(k_neighbors=k, random_state=seed),
-                         LogisticRegression(max_iter=2000, C=0.5)).fit(features, labels)
+    return make_pipeline(
+        StandardScaler(), SMOTE(k_neighbors=k, random_state=seed), LogisticRegression(max_iter=2000, C=0.5)
+    ).fit(features, labels)
 
 
 def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float = 0.9) -> float:
@@ -195,8 +214,10 @@ def spatial_entropy(model: DefectCNN, images: np.ndarray, scale: list[float], ra
     maps = model.response(to_tensor(images)).numpy()
     s = np.asarray(scale, np.float32)[:, None, None] + 1e-6
     fp = disk(radius)
-    return np.asarray([np.mean([entropy(ch, fp).mean() for ch in np.clip(m / s * 31, 0, 31).astype(np.uint8)])
-                       for m in maps], np.float32)
+    return np.asarray(
+        [np.mean([entropy(ch, fp).mean() for ch in np.clip(m / s * 31, 0, 31).astype(np.uint8)]) for m in maps],
+        np.float32,
+    )
 
 
 def saliency_overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:

@@ -73,15 +73,17 @@ class BizSimCallbacks(RLlibCallback):
         stages = self.schedule["stages"]
         stage = stages[self.state["stage"] % len(stages)]
         if stage == LEAGUE:
-            base = next(s for s in reversed(stages[:self.state["stage"]]) if s != LEAGUE)
-            return {**base, **{path: sum(base.values()) / max(1, len(self.state["snapshots"]))
-                               for path in self.state["snapshots"]}}
+            base = next(s for s in reversed(stages[: self.state["stage"]]) if s != LEAGUE)
+            return {
+                **base,
+                **{path: sum(base.values()) / max(1, len(self.state["snapshots"])) for path in self.state["snapshots"]},
+            }
         return stage
 
     def _apply(self, algorithm):
         mix = self.current_mix()
         set_mix(algorithm.env_runner_group, mix)
-        if self.schedule["mode"] == "curriculum":      # evaluation follows the stage; non-stationary keeps it fixed
+        if self.schedule["mode"] == "curriculum":  # evaluation follows the stage; non-stationary keeps it fixed
             set_mix(getattr(algorithm, "eval_env_runner_group", None), mix)
         path = self._state_path()
         if path is not None:
@@ -92,7 +94,7 @@ class BizSimCallbacks(RLlibCallback):
         folder = Path(self.schedule["run_dir"]) / "snapshots" / f"iter_{iteration:06d}"
         algorithm.get_module(LEARNER).save_to_path(str(folder))
         save_game(folder, algorithm.config.env_config["game"])
-        self.state["snapshots"] = (self.state["snapshots"] + [str(folder)])[-int(self.schedule.get("league_size", 4)):]
+        self.state["snapshots"] = (self.state["snapshots"] + [str(folder)])[-int(self.schedule.get("league_size", 4)) :]
 
     def advance(self, algorithm, iteration):
         """Move to the next curriculum stage (the league stage stays and adds a snapshot instead)."""

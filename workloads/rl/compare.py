@@ -55,8 +55,16 @@ class CompareConfig(WorkloadConfig):
 
     def smoke(self) -> CompareConfig:
         """The --smoke-test grid: complexity 1, shaped cells only, one seed, 2k steps, tiny trials."""
-        return dataclasses.replace(self, complexities="1", seeds=1, sparse=False, stop_timesteps=2000,
-                                   eval_episodes=6, curve_episodes=4, tiny_trials=True)
+        return dataclasses.replace(
+            self,
+            complexities="1",
+            seeds=1,
+            sparse=False,
+            stop_timesteps=2000,
+            eval_episodes=6,
+            curve_episodes=4,
+            tiny_trials=True,
+        )
 
     def validate(self):
         from workloads.rl.policy import checked_specs
@@ -84,10 +92,16 @@ class CompareConfig(WorkloadConfig):
 def cells(cfg: CompareConfig) -> list[dict]:
     """Every (algo, mask, complexity, shaping, seed) of the grid."""
     shapings = [cfg.shaping, 0.0] if cfg.sparse else [cfg.shaping]
-    return [{"algo": a, "mask": m, "complexity": int(c), "shaping": s, "seed": seed}
-            for a, m, c, s, seed in itertools.product(cfg.algos.split(","), (True, False),
-                                                      cfg.complexities.split(","), shapings,
-                                                      range(cfg.seed, cfg.seed + cfg.seeds))]
+    return [
+        {"algo": a, "mask": m, "complexity": int(c), "shaping": s, "seed": seed}
+        for a, m, c, s, seed in itertools.product(
+            cfg.algos.split(","),
+            (True, False),
+            cfg.complexities.split(","),
+            shapings,
+            range(cfg.seed, cfg.seed + cfg.seeds),
+        )
+    ]
 
 
 def trial(params: dict):
@@ -100,11 +114,19 @@ def trial(params: dict):
 
     params = {**params, **params["cell"]}
     steps_per_iter = 4096 if params["algo"] == "ppo" else 1000
-    cfg = RLConfig(algo=params["algo"], mask=params["mask"], complexity=params["complexity"],
-                   shaping=params["shaping"], seed=params["seed"], stop_timesteps=params["stop_timesteps"],
-                   opponents=params["opponents"], eval_opponents="L2", eval_episodes=params["curve_episodes"],
-                   eval_interval=max(1, round(params["stop_timesteps"] / params["curve_points"] / steps_per_iter)),
-                   **params.get("overrides", {}))
+    cfg = RLConfig(
+        algo=params["algo"],
+        mask=params["mask"],
+        complexity=params["complexity"],
+        shaping=params["shaping"],
+        seed=params["seed"],
+        stop_timesteps=params["stop_timesteps"],
+        opponents=params["opponents"],
+        eval_opponents="L2",
+        eval_episodes=params["curve_episodes"],
+        eval_interval=max(1, round(params["stop_timesteps"] / params["curve_points"] / steps_per_iter)),
+        **params.get("overrides", {}),
+    )
     out = Path(tune.get_context().get_trial_dir())
     gen = iterate(cfg, out)
     try:
@@ -116,8 +138,11 @@ def trial(params: dict):
     finally:
         gen.close()
     policy = policy_from_checkpoint(checkpoint)
-    final = {f"final_win_rate/{level}": r["win_rate"] for level in parse_specs(params["eval_levels"])
-             for r in [evaluate_against(policy, policy.game, level, params["eval_episodes"], seed=10**6)]}
+    final = {
+        f"final_win_rate/{level}": r["win_rate"]
+        for level in parse_specs(params["eval_levels"])
+        for r in [evaluate_against(policy, policy.game, level, params["eval_episodes"], seed=10**6)]
+    }
     final["final_invalid_rate"] = row.get("invalid_rate", 0.0)
     tune.report({**{k: v for k, v in row.items() if isinstance(v, float)}, **final})
 
@@ -137,18 +162,37 @@ def summarise(results: list[dict], levels: list[str]) -> str:
     groups = {}
     for r in results:
         groups.setdefault((r["algo"], r["mask"], r["complexity"], r["shaping"]), []).append(r)
-    head = ["algo", "mask", "complexity", "reward"] + [f"win vs {lv}" for lv in levels] + [
-        "steps to 80% vs L2", "invalid-action rate", "seeds"]
+    head = (
+        ["algo", "mask", "complexity", "reward"]
+        + [f"win vs {lv}" for lv in levels]
+        + ["steps to 80% vs L2", "invalid-action rate", "seeds"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (algo, mask, c, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], not kv[0][1], -kv[0][3])):
         wins = [f"{np.mean([r['final'].get(f'final_win_rate/{lv}', np.nan) for r in rs]):.2f}" for lv in levels]
         reached = [r["steps_to_80_vs_L2"] for r in rs]
-        steps = (f"{int(np.mean([x for x in reached if x is not None])):,}" if all(x is not None for x in reached)
-                 else f"not reached ({sum(x is None for x in reached)}/{len(rs)})")
+        steps = (
+            f"{int(np.mean([x for x in reached if x is not None])):,}"
+            if all(x is not None for x in reached)
+            else f"not reached ({sum(x is None for x in reached)}/{len(rs)})"
+        )
         invalid = np.mean([r["final"].get("final_invalid_rate", np.nan) for r in rs])
-        lines.append("| " + " | ".join([algo.upper(), "on" if mask else "off", str(c),
-                                        f"shaped {s}" if s else "sparse", *wins, steps, f"{invalid:.3f}",
-                                        str(len(rs))]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    algo.upper(),
+                    "on" if mask else "off",
+                    str(c),
+                    f"shaped {s}" if s else "sparse",
+                    *wins,
+                    steps,
+                    f"{invalid:.3f}",
+                    str(len(rs)),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -164,8 +208,15 @@ def plot(results: list[dict], path: Path):
         for r in (r for r in results if r["complexity"] == c):
             x, y = r["curve"]
             label = f"{r['algo'].upper()} mask={'on' if r['mask'] else 'off'} {'shaped' if r['shaping'] else 'sparse'}"
-            ax.plot(x, y, color={"ppo": "C0", "dqn": "C3"}[r["algo"]], alpha=0.8,
-                    ls="-" if r["mask"] else "--", lw=2 if r["shaping"] else 1, label=label if r["seed"] == 0 else None)
+            ax.plot(
+                x,
+                y,
+                color={"ppo": "C0", "dqn": "C3"}[r["algo"]],
+                alpha=0.8,
+                ls="-" if r["mask"] else "--",
+                lw=2 if r["shaping"] else 1,
+                label=label if r["seed"] == 0 else None,
+            )
         ax.set(title=f"complexity {c}: evaluation win rate vs L2", xlabel="env steps", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -178,16 +229,26 @@ def run(cfg: CompareConfig, out: Path) -> dict:
     from ray import tune
 
     grid = cells(cfg)
-    common = {"stop_timesteps": cfg.stop_timesteps, "opponents": cfg.opponents, "eval_levels": cfg.eval_levels,
-              "eval_episodes": cfg.eval_episodes, "curve_points": cfg.curve_points,
-              "curve_episodes": cfg.curve_episodes, "overrides": dict(SMOKE_SIZES) if cfg.tiny_trials else {}}
+    common = {
+        "stop_timesteps": cfg.stop_timesteps,
+        "opponents": cfg.opponents,
+        "eval_levels": cfg.eval_levels,
+        "eval_episodes": cfg.eval_episodes,
+        "curve_points": cfg.curve_points,
+        "curve_episodes": cfg.curve_episodes,
+        "overrides": dict(SMOKE_SIZES) if cfg.tiny_trials else {},
+    }
     started = time.time()
     trainable = tune.with_resources(trial, {"cpu": 1, "gpu": cfg.num_gpus})
-    tuner = tune.Tuner.restore(str(out / "grid"), trainable, resume_errored=True) if cfg.resume else tune.Tuner(
-        trainable,
-        param_space={**common, "cell": tune.grid_search(grid)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
-        run_config=tune.RunConfig(name="grid", storage_path=str(out), verbose=1),
+    tuner = (
+        tune.Tuner.restore(str(out / "grid"), trainable, resume_errored=True)
+        if cfg.resume
+        else tune.Tuner(
+            trainable,
+            param_space={**common, "cell": tune.grid_search(grid)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent),
+            run_config=tune.RunConfig(name="grid", storage_path=str(out), verbose=1),
+        )
     )
     grid_result = tuner.fit()
     grid_s = time.time() - started
@@ -196,27 +257,43 @@ def run(cfg: CompareConfig, out: Path) -> dict:
         cell = res.config["cell"]
         df = res.metrics_dataframe
         if df is None or res.error:
-            results.append({**cell, "error": str(res.error), "final": {}, "curve": ([], []),
-                            "steps_to_80_vs_L2": None})
+            results.append({**cell, "error": str(res.error), "final": {}, "curve": ([], []), "steps_to_80_vs_L2": None})
             continue
         col = "eval_win_rate_vs/L2"
         curve = df[["env_steps", col]].dropna() if col in df else df[["env_steps"]].iloc[:0].assign(**{col: []})
         final = {k: v for k, v in res.metrics.items() if k.startswith("final_")}
-        results.append({**cell, "final": final, "steps_to_80_vs_L2": steps_to(df, col, 0.8),
-                        "curve": (curve["env_steps"].tolist(), curve[col].tolist()), "path": res.path})
+        results.append(
+            {
+                **cell,
+                "final": final,
+                "steps_to_80_vs_L2": steps_to(df, col, 0.8),
+                "curve": (curve["env_steps"].tolist(), curve[col].tolist()),
+                "path": res.path,
+            }
+        )
     table = summarise([r for r in results if "error" not in r], parse_specs(cfg.eval_levels))
-    note = (f"{len(grid)} trials, {cfg.stop_timesteps:,} env steps each, {cfg.max_concurrent} at a time; "
-            f"wall time {grid_s / 60:.1f} min" + (" (of the resumed call only)" if cfg.resume else ""))
+    note = (
+        f"{len(grid)} trials, {cfg.stop_timesteps:,} env steps each, {cfg.max_concurrent} at a time; "
+        f"wall time {grid_s / 60:.1f} min" + (" (of the resumed call only)" if cfg.resume else "")
+    )
     (out / "compare.md").write_text(table + "\n\n" + note + "\n")
     plot(results, out / "compare_curves.png")
     write_json(out / "compare.json", {"config": dataclasses.asdict(cfg), "grid_s": grid_s, "trials": results})
     print(table)
     print(note)
     failed = sum("error" in r for r in results)
-    return {"status": "trials_failed" if failed else "ok", "trials": len(grid), "failed": failed,
-            "grid_s": round(grid_s, 1),
-            "outputs": {"table": str(out / "compare.md"), "trials": str(out / "compare.json"),
-                        "curves": str(out / "compare_curves.png"), "grid": str(out / "grid")}}
+    return {
+        "status": "trials_failed" if failed else "ok",
+        "trials": len(grid),
+        "failed": failed,
+        "grid_s": round(grid_s, 1),
+        "outputs": {
+            "table": str(out / "compare.md"),
+            "trials": str(out / "compare.json"),
+            "curves": str(out / "compare_curves.png"),
+            "grid": str(out / "grid"),
+        },
+    }
 
 
 def main(argv=None) -> int:

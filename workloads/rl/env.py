@@ -47,7 +47,7 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
         self.action_spaces = {a: act_space for a in self.possible_agents}
         self._rng = np.random.default_rng(config.get("seed"))
-        self._instances = {}                  # (seat, spec) -> opponent, kept so cross-episode state survives
+        self._instances = {}  # (seat, spec) -> opponent, kept so cross-episode state survives
         self.set_opponents(config.get("opponents") or {"L0": 1.0})
         self.episode_result = None
 
@@ -57,7 +57,7 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         mix = parse_mix(opponents)
         if not mix:
             raise ValueError("the opponent mix is empty")
-        for spec in mix:                      # fail early on a bad spec, not in the middle of training
+        for spec in mix:  # fail early on a bad spec, not in the middle of training
             self._opponent(0, spec)
         self.mix = mix
         self._specs = list(mix)
@@ -77,9 +77,9 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         env = self.env
         env.reset(seed=episode_seed)
         seats = self._rng.permutation(env.n_firms)
-        self.seat_of = {a: int(s) for a, s in zip(self.possible_agents, seats[:self.n_learners])}
+        self.seat_of = {a: int(s) for a, s in zip(self.possible_agents, seats[: self.n_learners])}
         self.spec = self._specs[int(self._rng.choice(len(self._specs), p=self._p))]
-        others = sorted(int(s) for s in seats[self.n_learners:])
+        others = sorted(int(s) for s in seats[self.n_learners :])
         self.players = {seat: self._opponent(seat, self.spec) for seat in others}
         reset_players(self.players, episode_seed)
         self.agents = list(self.possible_agents)
@@ -119,8 +119,12 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         for agent, seat in self.seat_of.items():
             info = infos.get(f"firm_{seat}", {})
             win = win_share(info["rank"], info["winner"], f"firm_{seat}") if "rank" in info else 0.0
-            result[agent] = {"win": win, "score": float(info.get("score", float("nan"))),
-                             "invalid": int(info.get("invalid_action", 0)), "steps": self._steps}
+            result[agent] = {
+                "win": win,
+                "score": float(info.get("score", float("nan"))),
+                "invalid": int(info.get("invalid_action", 0)),
+                "steps": self._steps,
+            }
         result["opponents"] = [self.spec] if self.players else []
         return result
 

@@ -65,9 +65,16 @@ def evaluate_against(policy, game: dict, spec: str, episodes: int, seed: int = 0
         steps += result["steps"]
         invalid += result["invalid"][seat]
     lo, hi = wilson(wins, episodes)
-    return {"opponent": spec, "episodes": episodes, "wins": wins, "win_rate": wins / episodes,
-            "wilson_low": lo, "wilson_high": hi, "mean_steps": steps / episodes,
-            "invalid_rate": invalid / max(1, steps)}
+    return {
+        "opponent": spec,
+        "episodes": episodes,
+        "wins": wins,
+        "win_rate": wins / episodes,
+        "wilson_low": lo,
+        "wilson_high": hi,
+        "mean_steps": steps / episodes,
+        "invalid_rate": invalid / max(1, steps),
+    }
 
 
 def round_robin(policy, game: dict, entrants: dict, games: int, seed: int = 0) -> list[dict]:
@@ -84,29 +91,37 @@ def round_robin(policy, game: dict, entrants: dict, games: int, seed: int = 0) -
     k = 0
     for combo in itertools.combinations(sorted(entrants), n):
         for g in range(games):
-            names = list(combo[g % n:] + combo[:g % n])
+            names = list(combo[g % n :] + combo[: g % n])
             result = play_episode([seats[name] for name in names], seed + 100_000 + k, **game)
             k += 1
             new = model.rate([[ratings[name]] for name in names], ranks=result["ranks"])
             for name, team in zip(names, new):
                 ratings[name] = team[0]
                 played[name] += 1
-    table = [{"player": name, "mu": r.mu, "sigma": r.sigma, "ordinal": r.ordinal(), "games": played[name]}
-             for name, r in ratings.items()]
+    table = [
+        {"player": name, "mu": r.mu, "sigma": r.sigma, "ordinal": r.ordinal(), "games": played[name]}
+        for name, r in ratings.items()
+    ]
     return sorted(table, key=lambda row: -row["ordinal"])
 
 
-def evaluate(checkpoint, opponents, episodes: int = 100, seed: int = 0, rating_games: int = 4,
-             deterministic: bool = True) -> dict:
+def evaluate(
+    checkpoint, opponents, episodes: int = 100, seed: int = 0, rating_games: int = 4, deterministic: bool = True
+) -> dict:
     """Win rates per opponent and (rating_games > 0) the round-robin rating; see the module docstring."""
     from workloads.rl.policy import policy_from_checkpoint
 
     policy = policy_from_checkpoint(checkpoint, deterministic=deterministic)
     game = policy.game
     specs = parse_specs(opponents)
-    result = {"checkpoint": str(checkpoint), "game": game, "episodes": episodes, "seed": seed,
-              "deterministic": deterministic,
-              "opponents": [evaluate_against(policy, game, spec, episodes, seed) for spec in specs]}
+    result = {
+        "checkpoint": str(checkpoint),
+        "game": game,
+        "episodes": episodes,
+        "seed": seed,
+        "deterministic": deterministic,
+        "opponents": [evaluate_against(policy, game, spec, episodes, seed) for spec in specs],
+    }
     if rating_games > 0:
         entrants = {"learner": None, **{name: name for name in SCRIPTED}}
         for spec in specs:
@@ -120,12 +135,16 @@ def evaluate(checkpoint, opponents, episodes: int = 100, seed: int = 0, rating_g
 
 def table(result: dict) -> str:
     lines = ["| opponent | episodes | win rate | Wilson 95% |", "|---|---|---|---|"]
-    lines += [f"| {r['opponent']} | {r['episodes']} | {r['win_rate']:.3f} | [{r['wilson_low']:.3f}, "
-              f"{r['wilson_high']:.3f}] |" for r in result["opponents"]]
+    lines += [
+        f"| {r['opponent']} | {r['episodes']} | {r['win_rate']:.3f} | [{r['wilson_low']:.3f}, {r['wilson_high']:.3f}] |"
+        for r in result["opponents"]
+    ]
     if result.get("rating"):
         lines += ["", "| player | ordinal | mu | sigma | games |", "|---|---|---|---|---|"]
-        lines += [f"| {r['player']} | {r['ordinal']:.2f} | {r['mu']:.2f} | {r['sigma']:.2f} | {r['games']} |"
-                  for r in result["rating"]]
+        lines += [
+            f"| {r['player']} | {r['ordinal']:.2f} | {r['mu']:.2f} | {r['sigma']:.2f} | {r['games']} |"
+            for r in result["rating"]
+        ]
     return "\n".join(lines)
 
 
@@ -135,8 +154,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     try:
-        result = evaluate(cfg.checkpoint, cfg.opponents, cfg.episodes, cfg.seed, cfg.rating_games,
-                          not cfg.stochastic)
+        result = evaluate(cfg.checkpoint, cfg.opponents, cfg.episodes, cfg.seed, cfg.rating_games, not cfg.stochastic)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     print(table(result))

@@ -7,16 +7,23 @@ from pathlib import Path
 
 from envs.bizsim import validate_config
 
-LEARNER = "learner"          # the one trained module; agents learner_0 ... map to it
+LEARNER = "learner"  # the one trained module; agents learner_0 ... map to it
 GAME_FILE = "bizsim.json"
 
 
 def game_config(complexity=1, encoding="flat", mask=True, shaping=0.1, n_firms=4, horizon=100) -> dict:
     """The bizsim keywords of a training run; `shaping` weighs the dense net-worth term next to the outcome."""
-    weights = {"outcome": 1.0, "profit": 0.0, "net_worth": float(shaping), "production": 0.0, "builds": 0.0,
-               "share": 0.0}
-    game = dict(n_firms=n_firms, complexity=complexity, encoding=encoding, mask=mask, horizon=horizon,
-                reward_weights=weights)
+    weights = {
+        "outcome": 1.0,
+        "profit": 0.0,
+        "net_worth": float(shaping),
+        "production": 0.0,
+        "builds": 0.0,
+        "share": 0.0,
+    }
+    game = dict(
+        n_firms=n_firms, complexity=complexity, encoding=encoding, mask=mask, horizon=horizon, reward_weights=weights
+    )
     validate_config(game)
     return game
 

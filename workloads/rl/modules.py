@@ -67,8 +67,7 @@ class MaskedPPOTorchRLModule(_InnerObsSpace, DefaultPPOTorchRLModule):
         if self.factorised:
             self.nvec = [int(n) for n in self.action_space.nvec]
             self.register_buffer("unit_row", torch.as_tensor(fact["unit_row"], dtype=torch.long), persistent=False)
-            self.register_buffer("target_row", torch.as_tensor(fact["target_row"], dtype=torch.long),
-                                 persistent=False)
+            self.register_buffer("target_row", torch.as_tensor(fact["target_row"], dtype=torch.long), persistent=False)
             self.n_unit_rows = int(fact["n_unit_rows"])
 
     def _masked_logits(self, logits, mask, what=None):
@@ -77,8 +76,8 @@ class MaskedPPOTorchRLModule(_InnerObsSpace, DefaultPPOTorchRLModule):
         if not self.factorised:
             return apply_mask(logits, mask)
         W, U, T = self.nvec
-        units = mask[:, W:W + self.n_unit_rows * U].reshape(-1, self.n_unit_rows, U)
-        targets = mask[:, W + self.n_unit_rows * U:].reshape(-1, (mask.shape[1] - W - self.n_unit_rows * U) // T, T)
+        units = mask[:, W : W + self.n_unit_rows * U].reshape(-1, self.n_unit_rows, U)
+        targets = mask[:, W + self.n_unit_rows * U :].reshape(-1, (mask.shape[1] - W - self.n_unit_rows * U) // T, T)
         rows = torch.arange(len(mask), device=mask.device)
 
         def row_mask(table, row_masks):
@@ -100,8 +99,7 @@ class MaskedPPOTorchRLModule(_InnerObsSpace, DefaultPPOTorchRLModule):
             return outs
         W = self.nvec[0]
         what_logits = apply_mask(logits[:, :W], mask[:, :W])
-        what = (torch.distributions.Categorical(logits=what_logits).sample() if explore
-                else what_logits.argmax(-1))
+        what = torch.distributions.Categorical(logits=what_logits).sample() if explore else what_logits.argmax(-1)
         full = self._masked_logits(logits, mask, what)
         dist = self.get_exploration_action_dist_cls().from_logits(full)
         if not explore:

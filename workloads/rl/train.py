@@ -22,7 +22,7 @@ from workloads.contract import UsageError, WorkloadConfig, config_from_dict, fie
 ALGOS = ("ppo", "dqn")
 ENCODINGS = ("flat", "factorised")
 COMPLEXITIES = (1, 2, 3, 4)
-RUN_STATE = "run_state.json"      # in every checkpoint: what of the run folder the checkpoint covers
+RUN_STATE = "run_state.json"  # in every checkpoint: what of the run folder the checkpoint covers
 SCHEDULE_STATE = "schedule_state.json"
 # the --smoke-test sizes of one training (workloads.rl.compare trains its smoke trials at them too)
 SMOKE_SIZES = dict(num_envs_per_env_runner=4, train_batch_size=800, minibatch_size=200, num_epochs=2)
@@ -35,8 +35,9 @@ class RLConfig(WorkloadConfig):
     workload = "rl"
 
     algo: str = field("ppo", help="algorithm", choices=ALGOS)
-    num_env_runners: int = field(0, help="remote EnvRunner actors (0 = sample in the driver; fastest on 2 cores)",
-                                 minimum=0)
+    num_env_runners: int = field(
+        0, help="remote EnvRunner actors (0 = sample in the driver; fastest on 2 cores)", minimum=0
+    )
     num_envs_per_env_runner: int = field(16, help="vectorised bizsim copies per EnvRunner", minimum=1)
     stop_iters: int = field(0, help="stop after this many training iterations (0 = no limit)", minimum=0)
     stop_timesteps: int = field(300_000, help="stop after this many env steps sampled", minimum=1)
@@ -47,12 +48,17 @@ class RLConfig(WorkloadConfig):
     encoding: str = field("flat", help="flat Discrete(N) or factorised MultiDiscrete (PPO only)", choices=ENCODINGS)
     opponents: str = field("L1,L2,L3", help="comma-separated opponent levels, import paths or snapshot folders")
     eval_opponents: str = field("L1,L2,L3", help="opponents of the periodic evaluation (one per episode)")
-    curriculum: bool = field(False, help="stages L0, then each of --opponents, a mixed pool, then league "
-                                         "snapshots, advancing when the evaluation win rate crosses the threshold")
-    curriculum_threshold: float = field(0.8, help="evaluation win rate that moves the curriculum on",
-                                        minimum=0, maximum=1)
-    nonstationary: bool = field(False, help="cycle the training opponents through --opponents and their pool "
-                                            "every --switch-every iterations")
+    curriculum: bool = field(
+        False,
+        help="stages L0, then each of --opponents, a mixed pool, then league "
+        "snapshots, advancing when the evaluation win rate crosses the threshold",
+    )
+    curriculum_threshold: float = field(
+        0.8, help="evaluation win rate that moves the curriculum on", minimum=0, maximum=1
+    )
+    nonstationary: bool = field(
+        False, help="cycle the training opponents through --opponents and their pool every --switch-every iterations"
+    )
     switch_every: int = field(10, help="iterations between opponent switches in --nonstationary mode", minimum=1)
     learner_seats: int = field(1, help="seats the learner plays in each game (more = self-play seats)", minimum=1)
     eval_interval: int = field(5, help="evaluate every this many iterations (0 = only at the end)", minimum=0)
@@ -64,12 +70,16 @@ class RLConfig(WorkloadConfig):
     num_epochs: int = field(0, help="PPO epochs per batch (0 = tuned default)", minimum=0)
     rollout_fragment_length: int = field(0, help="env steps per sub-env per sample call (0 = auto)", minimum=0)
     vf_share_layers: bool = field(True, help="PPO: one encoder for policy and value (halves the sampling forward)")
-    torch_threads: int = field(1, help="torch intra-op threads in the driver (1 is fastest for these small nets "
-                                       "on a busy 2-core machine)", minimum=1)
+    torch_threads: int = field(
+        1,
+        help="torch intra-op threads in the driver (1 is fastest for these small nets on a busy 2-core machine)",
+        minimum=1,
+    )
     as_test: bool = field(False, help="exit 1 unless the final evaluation win rate reaches --target-win-rate")
     target_win_rate: float = field(0.8, help="success criterion for --as-test", minimum=0, maximum=1)
-    resume: bool = field(False, help="continue the run in --out from <out>/checkpoint (saved settings; stop "
-                                     "criteria from this command)")
+    resume: bool = field(
+        False, help="continue the run in --out from <out>/checkpoint (saved settings; stop criteria from this command)"
+    )
     num_gpus: int = field(0, help="GPUs for the learner (0 = CPU)", minimum=0)
 
     def validate(self):
@@ -89,8 +99,14 @@ class RLConfig(WorkloadConfig):
     def smoke(self) -> RLConfig:
         """The --smoke-test sizes: a few small iterations with one evaluation and a checkpoint."""
         return dataclasses.replace(
-            self, stop_iters=min(self.stop_iters or 3, 3), stop_timesteps=min(self.stop_timesteps, 3000),
-            eval_interval=2, eval_episodes=4, checkpoint_every=2, **smoke_sizes(self))
+            self,
+            stop_iters=min(self.stop_iters or 3, 3),
+            stop_timesteps=min(self.stop_timesteps, 3000),
+            eval_interval=2,
+            eval_episodes=4,
+            checkpoint_every=2,
+            **smoke_sizes(self),
+        )
 
     def ray_options(self) -> dict:
         return {"num_gpus": self.num_gpus or None}
@@ -112,8 +128,13 @@ def schedule_for(cfg: RLConfig, run_dir: Path) -> dict:
     pool = parse_mix(levels)
     if cfg.curriculum:
         stages = [{"L0": 1.0}] + [{s: 1.0} for s in levels] + ([pool] if len(levels) > 1 else []) + ["league"]
-        return {"mode": "curriculum", "stages": stages, "threshold": cfg.curriculum_threshold, "league_size": 4,
-                "run_dir": str(run_dir)}
+        return {
+            "mode": "curriculum",
+            "stages": stages,
+            "threshold": cfg.curriculum_threshold,
+            "league_size": 4,
+            "run_dir": str(run_dir),
+        }
     if cfg.nonstationary:
         stages = [{s: 1.0} for s in levels] + [pool]
         return {"mode": "nonstationary", "stages": stages, "every": cfg.switch_every, "run_dir": str(run_dir)}
@@ -136,46 +157,90 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
     game = game_config(complexity=cfg.complexity, encoding=cfg.encoding, mask=cfg.mask, shaping=cfg.shaping)
     schedule = schedule_for(cfg, run_dir)
     opponents = schedule["stages"][0] if schedule["mode"] != "fixed" else parse_specs(cfg.opponents)
-    env_config = {"game": game, "opponents": opponents, "learner_seats": cfg.learner_seats, "seed": cfg.seed,
-                  "schedule": schedule}
-    model_config = {"fcnet_hiddens": [128, 128], "fcnet_activation": "tanh" if cfg.algo == "ppo" else "relu",
-                    "vf_share_layers": cfg.vf_share_layers}
+    env_config = {
+        "game": game,
+        "opponents": opponents,
+        "learner_seats": cfg.learner_seats,
+        "seed": cfg.seed,
+        "schedule": schedule,
+    }
+    model_config = {
+        "fcnet_hiddens": [128, 128],
+        "fcnet_activation": "tanh" if cfg.algo == "ppo" else "relu",
+        "vf_share_layers": cfg.vf_share_layers,
+    }
     if cfg.encoding == "factorised":
         space = BizSimEnv(**game).action_space("firm_0")
-        model_config["factorised"] = {"unit_row": space.unit_row.tolist(), "target_row": space.target_row.tolist(),
-                                      "n_unit_rows": space.n_unit_rows, "n_target_rows": space.n_target_rows}
+        model_config["factorised"] = {
+            "unit_row": space.unit_row.tolist(),
+            "target_row": space.target_row.tolist(),
+            "n_unit_rows": space.n_unit_rows,
+            "n_target_rows": space.n_target_rows,
+        }
     module_class = MaskedPPOTorchRLModule if cfg.algo == "ppo" else MaskedDQNTorchRLModule
     fragment = cfg.rollout_fragment_length or "auto"
     if cfg.algo == "ppo":
         config = PPOConfig().training(
-            lr=cfg.lr or 3e-4, train_batch_size_per_learner=cfg.train_batch_size or 4096,
-            minibatch_size=cfg.minibatch_size or 1024, num_epochs=cfg.num_epochs or 4, gamma=0.995, lambda_=0.95,
-            entropy_coeff=0.01, vf_loss_coeff=0.5, clip_param=0.2, vf_clip_param=10.0)
+            lr=cfg.lr or 3e-4,
+            train_batch_size_per_learner=cfg.train_batch_size or 4096,
+            minibatch_size=cfg.minibatch_size or 1024,
+            num_epochs=cfg.num_epochs or 4,
+            gamma=0.995,
+            lambda_=0.95,
+            entropy_coeff=0.01,
+            vf_loss_coeff=0.5,
+            clip_param=0.2,
+            vf_clip_param=10.0,
+        )
     else:
         batch = cfg.train_batch_size or 256
         config = DQNConfig().training(
-            lr=cfg.lr or 5e-4, train_batch_size_per_learner=batch, gamma=0.995, n_step=3, double_q=True,
-            dueling=True, target_network_update_freq=2000, num_steps_sampled_before_learning_starts=2000,
+            lr=cfg.lr or 5e-4,
+            train_batch_size_per_learner=batch,
+            gamma=0.995,
+            n_step=3,
+            double_q=True,
+            dueling=True,
+            target_network_update_freq=2000,
+            num_steps_sampled_before_learning_starts=2000,
             epsilon=[(0, 1.0), (max(10_000, cfg.stop_timesteps // 4), 0.05)],
-            replay_buffer_config={"type": "MultiAgentPrioritizedEpisodeReplayBuffer", "capacity": 100_000,
-                                  "alpha": 0.6, "beta": 0.4})
+            replay_buffer_config={
+                "type": "MultiAgentPrioritizedEpisodeReplayBuffer",
+                "capacity": 100_000,
+                "alpha": 0.6,
+                "beta": 0.4,
+            },
+        )
         if fragment == "auto":
-            fragment = max(1, batch // cfg.num_envs_per_env_runner)   # replay ratio ~1: each sample trained once
+            fragment = max(1, batch // cfg.num_envs_per_env_runner)  # replay ratio ~1: each sample trained once
     config = (
         config.environment(env=BizSimMultiAgentEnv, env_config=env_config, disable_env_checking=True)
         .framework("torch")
-        .env_runners(num_env_runners=cfg.num_env_runners, num_envs_per_env_runner=cfg.num_envs_per_env_runner,
-                     rollout_fragment_length=fragment, num_cpus_per_env_runner=1)
+        .env_runners(
+            num_env_runners=cfg.num_env_runners,
+            num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+            rollout_fragment_length=fragment,
+            num_cpus_per_env_runner=1,
+        )
         .learners(num_learners=0, num_gpus_per_learner=1 if cfg.num_gpus > 0 else 0)
         .multi_agent(policies={LEARNER}, policy_mapping_fn=_to_learner, policies_to_train=[LEARNER])
-        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
-            LEARNER: RLModuleSpec(module_class=module_class, model_config=model_config)}))
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={LEARNER: RLModuleSpec(module_class=module_class, model_config=model_config)}
+            )
+        )
         .callbacks(BizSimCallbacks)
-        .evaluation(evaluation_interval=cfg.eval_interval or None, evaluation_duration=cfg.eval_episodes,
-                    evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
-                    evaluation_config={"explore": False, "num_envs_per_env_runner": 1, "env_config": {
-                        **env_config, "seed": cfg.seed + 10_000,
-                        "opponents": parse_specs(cfg.eval_opponents)}})
+        .evaluation(
+            evaluation_interval=cfg.eval_interval or None,
+            evaluation_duration=cfg.eval_episodes,
+            evaluation_duration_unit="episodes",
+            evaluation_num_env_runners=0,
+            evaluation_config={
+                "explore": False,
+                "num_envs_per_env_runner": 1,
+                "env_config": {**env_config, "seed": cfg.seed + 10_000, "opponents": parse_specs(cfg.eval_opponents)},
+            },
+        )
         .reporting(metrics_num_episodes_for_smoothing=200)
         .debugging(seed=cfg.seed, log_level="ERROR")
     )
@@ -210,8 +275,11 @@ def metrics_row(result: dict) -> dict:
     if "schedule" in result:
         row["stage"] = result["schedule"]["stage"]
         row["stage_mix"] = result["schedule"]["mix"]
-    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "stage_mix" else v)
-            for k, v in row.items() if v is not None}
+    return {
+        k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "stage_mix" else v)
+        for k, v in row.items()
+        if v is not None
+    }
 
 
 def save_checkpoint(algo, run_dir: Path, game: dict, progress_rows: int | None = None) -> Path:
@@ -228,8 +296,14 @@ def save_checkpoint(algo, run_dir: Path, game: dict, progress_rows: int | None =
     algo.save_to_path(str(tmp))
     save_game(tmp, game)
     schedule = run_dir / SCHEDULE_STATE
-    write_json(tmp / RUN_STATE, {"iteration": algo.iteration, "progress_rows": progress_rows,
-                                 "schedule_state": json.loads(schedule.read_text()) if schedule.is_file() else None})
+    write_json(
+        tmp / RUN_STATE,
+        {
+            "iteration": algo.iteration,
+            "progress_rows": progress_rows,
+            "schedule_state": json.loads(schedule.read_text()) if schedule.is_file() else None,
+        },
+    )
     old = run_dir / "checkpoint.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -243,13 +317,13 @@ def rewind(run_dir: Path) -> dict:
     """Cut the run folder back to its checkpoint before a resume: progress rows after it, the schedule state and
     league snapshots of later iterations are what the killed run did past the checkpoint, and are redone."""
     if not (run_dir / "checkpoint").is_dir() and (run_dir / "checkpoint.old").is_dir():
-        os.replace(run_dir / "checkpoint.old", run_dir / "checkpoint")      # killed in the middle of the swap
+        os.replace(run_dir / "checkpoint.old", run_dir / "checkpoint")  # killed in the middle of the swap
     state_path = run_dir / "checkpoint" / RUN_STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     progress = run_dir / "progress.jsonl"
     if state.get("progress_rows") is not None and progress.is_file():
         lines = [line for line in progress.read_text().splitlines() if line.strip()]
-        progress.write_text("".join(line + "\n" for line in lines[:state["progress_rows"]]))
+        progress.write_text("".join(line + "\n" for line in lines[: state["progress_rows"]]))
     if state.get("schedule_state") is not None:
         write_json(run_dir / SCHEDULE_STATE, state["schedule_state"])
     kept = set((state.get("schedule_state") or {}).get("snapshots", []))
@@ -284,8 +358,11 @@ def iterate(cfg: RLConfig, run_dir: Path):
 
 
 def should_stop(cfg: RLConfig, row: dict, started: float) -> bool:
-    return ((cfg.stop_iters and row["iteration"] >= cfg.stop_iters) or row["env_steps"] >= cfg.stop_timesteps
-            or (cfg.time_budget_s and time.time() - started >= cfg.time_budget_s))
+    return (
+        (cfg.stop_iters and row["iteration"] >= cfg.stop_iters)
+        or row["env_steps"] >= cfg.stop_timesteps
+        or (cfg.time_budget_s and time.time() - started >= cfg.time_budget_s)
+    )
 
 
 def final_evaluation(algo, cfg: RLConfig) -> dict:
@@ -300,8 +377,14 @@ def load_saved_config(run_dir: Path, cfg: RLConfig) -> RLConfig:
     if not path.is_file():
         raise UsageError(f"--resume: {path} not found")
     saved = config_from_dict(RLConfig, json.loads(path.read_text()))
-    return dataclasses.replace(saved, resume=True, out=cfg.out, stop_iters=cfg.stop_iters,
-                               stop_timesteps=cfg.stop_timesteps, time_budget_s=cfg.time_budget_s)
+    return dataclasses.replace(
+        saved,
+        resume=True,
+        out=cfg.out,
+        stop_iters=cfg.stop_iters,
+        stop_timesteps=cfg.stop_timesteps,
+        time_budget_s=cfg.time_budget_s,
+    )
 
 
 class Logger:
@@ -312,7 +395,7 @@ class Logger:
 
         self.path = run_dir / "progress.jsonl"
         self.rows = []
-        if self.path.is_file():           # a resumed run (cut back to its checkpoint by `rewind`)
+        if self.path.is_file():  # a resumed run (cut back to its checkpoint by `rewind`)
             self.rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         # TensorBoard hides what a killed run logged past the checkpoint: steps from the next one on are redone
         purge = int(max(r["env_steps"] for r in self.rows)) + 1 if self.rows else None
@@ -356,8 +439,9 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
 
     for key in ["win_rate", "eval_win_rate"] + sorted({k for r in rows for k in r if k.startswith("eval_win_rate_vs")}):
         x, y = series(key)
-        axes[0].plot(x, y, marker="." if key.startswith("eval") else None,
-                     label=key.replace("eval_win_rate_vs/", "eval vs "))
+        axes[0].plot(
+            x, y, marker="." if key.startswith("eval") else None, label=key.replace("eval_win_rate_vs/", "eval vs ")
+        )
     axes[0].set(title="win rate", xlabel="env steps", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
     x, y = series("episode_return")
@@ -381,7 +465,7 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
     """Train until a stop criterion, evaluate, checkpoint, plot; returns the summary keys of the run."""
     from tqdm import tqdm
 
-    resumed = rewind(run_dir) if cfg.resume else {}      # cfg: the saved settings already (RLConfig.checked)
+    resumed = rewind(run_dir) if cfg.resume else {}  # cfg: the saved settings already (RLConfig.checked)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     logger = Logger(run_dir)
     start_steps = max((r["env_steps"] for r in logger.rows), default=0)
@@ -408,22 +492,33 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
         logger.close()
     train_s = time.time() - started
     logger.write_csv(run_dir)
-    plot = plot_curves(logger.rows, run_dir / "learning_curves.png",
-                       f"{cfg.algo.upper()} bizsim c{cfg.complexity} {cfg.encoding} mask={cfg.mask} "
-                       f"shaping={cfg.shaping}")
+    plot = plot_curves(
+        logger.rows,
+        run_dir / "learning_curves.png",
+        f"{cfg.algo.upper()} bizsim c{cfg.complexity} {cfg.encoding} mask={cfg.mask} shaping={cfg.shaping}",
+    )
     train_rows = [r for r in logger.rows if "win_rate" in r]
     env_steps = int(row.get("env_steps", 0))
     summary = {
-        "outputs": {"checkpoint": str(checkpoint), "config": str(run_dir / "config.json"),
-                    "progress": str(run_dir / "progress.csv"), "learning_curves": str(plot),
-                    "tensorboard": str(run_dir / "tensorboard")},
-        "iterations": int(row.get("iteration", 0)), "env_steps": env_steps,
+        "outputs": {
+            "checkpoint": str(checkpoint),
+            "config": str(run_dir / "config.json"),
+            "progress": str(run_dir / "progress.csv"),
+            "learning_curves": str(plot),
+            "tensorboard": str(run_dir / "tensorboard"),
+        },
+        "iterations": int(row.get("iteration", 0)),
+        "env_steps": env_steps,
         "resumed_from_iteration": resumed.get("iteration"),
-        "train_s": round(train_s, 1), "env_steps_per_s": round((env_steps - start_steps) / max(train_s, 1e-9), 1),
-        "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None, "final_eval": final,
+        "train_s": round(train_s, 1),
+        "env_steps_per_s": round((env_steps - start_steps) / max(train_s, 1e-9), 1),
+        "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None,
+        "final_eval": final,
     }
-    print(f"checkpoint: {checkpoint}  env steps: {env_steps}  env steps/s: {summary['env_steps_per_s']}  "
-          f"final eval: {final}")
+    print(
+        f"checkpoint: {checkpoint}  env steps: {env_steps}  env steps/s: {summary['env_steps_per_s']}  "
+        f"final eval: {final}"
+    )
     if cfg.as_test:
         summary["as_test_passed"] = bool(final.get("eval_win_rate", 0.0) >= cfg.target_win_rate)
         if not summary["as_test_passed"]:

@@ -38,11 +38,13 @@ class VisionConfig(WorkloadConfig):
 
     workload: ClassVar[str] = "vision"
 
-    task: str = field("omr", help="omr (music symbol detector) | news (pre-classifier + per-publisher segmenters)",
-                      choices=TASKS)
+    task: str = field(
+        "omr", help="omr (music symbol detector) | news (pre-classifier + per-publisher segmenters)", choices=TASKS
+    )
     data: str = field("", help="folder or URI of Parquet shards from workloads.pages (default: render --pages)")
-    pages: int = field(60, help="training pages rendered on the fly by workloads.pages when --data is not given",
-                       minimum=1)
+    pages: int = field(
+        60, help="training pages rendered on the fly by workloads.pages when --data is not given", minimum=1
+    )
     eval_pages: int = field(16, help="held-out pages (another seed) for evaluation, clean and degraded", minimum=1)
     seed: int = field(0, help="seed of pages, crops and initialisation")
     degrade: float = field(0.3, help="share of training pages 'printed and photographed'", minimum=0, maximum=1)
@@ -50,40 +52,60 @@ class VisionConfig(WorkloadConfig):
     batch_size: int = field(8, help="crops per step", minimum=1)
     crop: int = field(256, help="crop side in pixels (of the model's input), a multiple of 16", minimum=32)
     crops_per_page: int = field(8, help="crops cut from each streamed page", minimum=1)
-    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin",
-                                minimum=0)
-    symbol_crops: float = field(0.5, help="omr: share of crops centred on a symbol of a class drawn uniformly "
-                                         "from the page's classes (class-balanced sampling)", minimum=0, maximum=1)
-    stage_rest_weight: float = field(0.25, help="omr: weight of the other heads' normalised losses during a "
-                                              "single-head stage (0: the paper's strict schedule)",
-                                     minimum=0, maximum=1)
-    class_balance: float = field(0.5, help="omr: exponent of the per-class weights (median count / count) of "
-                                           "the class loss; 0 = unweighted, 0.5 = square-root balancing",
-                                 minimum=0, maximum=1)
+    margin_patches: int = field(0, help="omr: rare-symbol crops pasted into each training page's top margin", minimum=0)
+    symbol_crops: float = field(
+        0.5,
+        help="omr: share of crops centred on a symbol of a class drawn uniformly "
+        "from the page's classes (class-balanced sampling)",
+        minimum=0,
+        maximum=1,
+    )
+    stage_rest_weight: float = field(
+        0.25,
+        help="omr: weight of the other heads' normalised losses during a "
+        "single-head stage (0: the paper's strict schedule)",
+        minimum=0,
+        maximum=1,
+    )
+    class_balance: float = field(
+        0.5,
+        help="omr: exponent of the per-class weights (median count / count) of "
+        "the class loss; 0 = unweighted, 0.5 = square-root balancing",
+        minimum=0,
+        maximum=1,
+    )
     pages_per_batch: int = field(2, help="pages the Train worker takes from the stream at a time", minimum=1)
-    cache_targets: bool = field(True, help="compute the pixel targets once and keep them in the object store "
-                                           "(about 4 MB a music page); off: recompute them every pass")
+    cache_targets: bool = field(
+        True,
+        help="compute the pixel targets once and keep them in the object store "
+        "(about 4 MB a music page); off: recompute them every pass",
+    )
     lr: float = field(3e-3, help="peak learning rate (one-cycle)")
     workers: int = field(1, help="Ray Train workers", minimum=1)
     num_gpus: float = field(0.0, help="GPUs for training in all (0 = CPU)", minimum=0)
     threads: int = field(2, help="torch threads per worker", minimum=1)
-    checkpoint_every: int = field(100, help="steps between training checkpoints in <out>/checkpoints/",
-                                  minimum=1)
+    checkpoint_every: int = field(100, help="steps between training checkpoints in <out>/checkpoints/", minimum=1)
     resume: bool = field(False, help="continue the killed run in --out from its last checkpoint (same flags)")
     publishers: str = field("", help="news: comma-separated publishers to train (default: all in the data)")
-    max_publishers: int = field(0, help="news: without --publishers, train the first N with article pages "
-                                        "(0: all)", minimum=0)
+    max_publishers: int = field(
+        0, help="news: without --publishers, train the first N with article pages (0: all)", minimum=0
+    )
     corrections: str = field("", help="news: SQLite store of /news/corrections to add to the training pages")
     registry: str = field("", help="model registry folder or URI (default $DLWILD_REGISTRY or registry/)")
     name: str = field("dwd", help="omr: model name in the registry")
     publish: bool = field(True, help="write the trained models to the registry")
 
     def smoke(self) -> VisionConfig:
-        return dataclasses.replace(self, pages=min(self.pages, 8), eval_pages=min(self.eval_pages, 4),
-                                   steps=min(self.steps, 12), batch_size=min(self.batch_size, 4),
-                                   crops_per_page=min(self.crops_per_page, 4),
-                                   checkpoint_every=min(self.checkpoint_every, 4),
-                                   max_publishers=1)
+        return dataclasses.replace(
+            self,
+            pages=min(self.pages, 8),
+            eval_pages=min(self.eval_pages, 4),
+            steps=min(self.steps, 12),
+            batch_size=min(self.batch_size, 4),
+            crops_per_page=min(self.crops_per_page, 4),
+            checkpoint_every=min(self.checkpoint_every, 4),
+            max_publishers=1,
+        )
 
     def validate(self) -> None:
         if self.crop % 16:
@@ -112,8 +134,9 @@ def source_pages(cfg: VisionConfig, kind: str, columns: list[str]):
         from workloads.pages.synthesis import page_dataset
 
         # the bank of workloads.pages --margin-patches, cut from a fifth as many pages as are trained on
-        augment = margin_patches(kind, cfg.margin_patches, cfg.seed, max(6, cfg.pages // 5)) \
-            if kind == "music" else None
+        augment = (
+            margin_patches(kind, cfg.margin_patches, cfg.seed, max(6, cfg.pages // 5)) if kind == "music" else None
+        )
         ds = page_dataset(kind, cfg.pages, seed=cfg.seed, degrade=cfg.degrade, augment=augment)
         ds = ds.select_columns(columns)
     return ds.materialize()
@@ -136,9 +159,12 @@ def _plot_history(history: list[dict], path, title: str) -> None:
         steps = [h["step"] for h in history if key in h]
         vals = np.array([h[key] for h in history if key in h])
         k = max(1, len(vals) // 50)
-        ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, "valid"), label=key[5:])
-    stages = [(h["step"], h["stage"]) for i, h in enumerate(history)
-              if "stage" in h and (i == 0 or history[i - 1].get("stage") != h["stage"])]
+        ax.plot(steps[k - 1 :], np.convolve(vals, np.ones(k) / k, "valid"), label=key[5:])
+    stages = [
+        (h["step"], h["stage"])
+        for i, h in enumerate(history)
+        if "stage" in h and (i == 0 or history[i - 1].get("stage") != h["stage"])
+    ]
     for step, stage in stages:
         ax.axvline(step, color="gray", lw=0.5)
         ax.text(step, ax.get_ylim()[1], stage, fontsize=7, va="top")
@@ -182,8 +208,9 @@ def run_omr(cfg: VisionConfig, out: Path) -> dict:
     t0 = time.perf_counter()
     pages = source_pages(cfg, "music", ["image", "boxes", "labels"])
     train_counts = Counter(label for row in pages.select_columns(["labels"]).iter_rows() for label in row["labels"])
-    train_ds = targets_dataset(cfg, pages.map_batches(omr_targets, batch_size=cfg.pages_per_batch,
-                                                      fn_kwargs=dict(classes=classes)))
+    train_ds = targets_dataset(
+        cfg, pages.map_batches(omr_targets, batch_size=cfg.pages_per_batch, fn_kwargs=dict(classes=classes))
+    )
     weights = dwd.class_weights(train_counts, classes, cfg.class_balance) if cfg.class_balance else None
     state, metrics = fit("omr", train_ds, cfg, out, "omr", classes, weights)
     train_s = time.perf_counter() - t0
@@ -192,20 +219,39 @@ def run_omr(cfg: VisionConfig, out: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     scores = evaluate_detector(model, classes, cfg.eval_pages, cfg.seed + 1, train_counts, out)
     _plot_history(metrics["history"], out / "loss.png", f"DWD staged training, {cfg.steps} steps")
-    summary = dict(task="omr", train_s=round(train_s, 1), steps=metrics["steps"], resumed_from=metrics["resumed_from"],
-                   train_loop_s=metrics["seconds"], train_pages=pages.count(), **scores,
-                   train_class_counts=dict(train_counts.most_common()),
-                   final_losses={k: v for k, v in metrics["history"][-1].items() if k.startswith("loss/")},
-                   outputs=dict(loss=str(out / "loss.png"), train_log=str(out / "train_log" / "omr.jsonl"),
-                                detections=[str(out / f"detections_{s}.png") for s in ("clean", "degraded")],
-                                checkpoints=str(out / "checkpoints" / "omr"), tensorboard=str(out / "tensorboard")))
+    summary = dict(
+        task="omr",
+        train_s=round(train_s, 1),
+        steps=metrics["steps"],
+        resumed_from=metrics["resumed_from"],
+        train_loop_s=metrics["seconds"],
+        train_pages=pages.count(),
+        **scores,
+        train_class_counts=dict(train_counts.most_common()),
+        final_losses={k: v for k, v in metrics["history"][-1].items() if k.startswith("loss/")},
+        outputs=dict(
+            loss=str(out / "loss.png"),
+            train_log=str(out / "train_log" / "omr.jsonl"),
+            detections=[str(out / f"detections_{s}.png") for s in ("clean", "degraded")],
+            checkpoints=str(out / "checkpoints" / "omr"),
+            tensorboard=str(out / "tensorboard"),
+        ),
+    )
     if cfg.publish:
-        meta = dict(classes=classes, widths=list(model.widths), energy_levels=dwd.ENERGY_LEVELS,
-                    input="gray page, white paper, ink = 1 - pixel/255", metrics=dict(
-                        map50_clean=summary["map50_clean"], map50_degraded=summary["map50_degraded"],
-                        rare_map50_clean=summary["rare_map50_clean"]),
-                    training_data=_data_info(cfg, "music"), steps=metrics["steps"],
-                    train_class_counts=summary["train_class_counts"])
+        meta = dict(
+            classes=classes,
+            widths=list(model.widths),
+            energy_levels=dwd.ENERGY_LEVELS,
+            input="gray page, white paper, ink = 1 - pixel/255",
+            metrics=dict(
+                map50_clean=summary["map50_clean"],
+                map50_degraded=summary["map50_degraded"],
+                rare_map50_clean=summary["rare_map50_clean"],
+            ),
+            training_data=_data_info(cfg, "music"),
+            steps=metrics["steps"],
+            train_class_counts=summary["train_class_counts"],
+        )
         version = _publish(cfg, out, "omr", cfg.name, {"weights.pt": torch_bytes(state)}, meta)
         summary["registry"] = dict(root=cfg.registry or registry_root(), model=f"omr/{cfg.name}", version=version)
     return summary
@@ -214,8 +260,13 @@ def run_omr(cfg: VisionConfig, out: Path) -> dict:
 def _data_info(cfg: VisionConfig, kind: str) -> dict:
     if cfg.data:
         return dict(source=cfg.data)
-    return dict(source=f"workloads.pages page_dataset({kind!r})", pages=cfg.pages, seed=cfg.seed, degrade=cfg.degrade,
-                margin_patches=cfg.margin_patches)
+    return dict(
+        source=f"workloads.pages page_dataset({kind!r})",
+        pages=cfg.pages,
+        seed=cfg.seed,
+        degrade=cfg.degrade,
+        margin_patches=cfg.margin_patches,
+    )
 
 
 def run_news(cfg: VisionConfig, out: Path) -> dict:
@@ -245,16 +296,33 @@ def run_news(cfg: VisionConfig, out: Path) -> dict:
     gray = [decode_png(r["image"]) for r in rows]
     verdict = forest.predict(np.stack([news.page_features(g) for g in gray]))
     truth = np.array([r["is_article"] for r in rows])
-    summary = dict(task="news", train_pages=pages.count(), corrections_used=n_corrections,
-                   preclassifier_accuracy=round(float((verdict == truth).mean()), 4), eval_pages=len(rows),
-                   publishers={}, outputs={})
+    summary = dict(
+        task="news",
+        train_pages=pages.count(),
+        corrections_used=n_corrections,
+        preclassifier_accuracy=round(float((verdict == truth).mean()), 4),
+        eval_pages=len(rows),
+        publishers={},
+        outputs={},
+    )
     if cfg.publish:
-        summary["registry"] = {"preclassifier": _publish(
-            cfg, out, "news", "preclassifier", {"model.skops": sio.dumps(forest)},
-            dict(features=len(feats["features"].iloc[0]), metrics=dict(accuracy=summary["preclassifier_accuracy"]),
-                 training_data=_data_info(cfg, "news")))}
-    with_articles = sorted({r["publisher"] for r in pages.select_columns(["publisher", "is_article"]).iter_rows()
-                            if r["is_article"]})
+        summary["registry"] = {
+            "preclassifier": _publish(
+                cfg,
+                out,
+                "news",
+                "preclassifier",
+                {"model.skops": sio.dumps(forest)},
+                dict(
+                    features=len(feats["features"].iloc[0]),
+                    metrics=dict(accuracy=summary["preclassifier_accuracy"]),
+                    training_data=_data_info(cfg, "news"),
+                ),
+            )
+        }
+    with_articles = sorted(
+        {r["publisher"] for r in pages.select_columns(["publisher", "is_article"]).iter_rows() if r["is_article"]}
+    )
     publishers = [p for p in cfg.publishers.split(",") if p] or with_articles[: cfg.max_publishers or None]
     torch.set_num_threads(cfg.threads)
     all_gt, all_pred = [], []
@@ -273,26 +341,39 @@ def run_news(cfg: VisionConfig, out: Path) -> dict:
         seg = news.segment(model, [gray[i] for i in idx]) if idx else []
         pred = [s if verdict[i] else np.zeros_like(s) for i, s in zip(idx, seg)]  # the whole pipeline
         art = [k for k, i in enumerate(idx) if truth[i]]
-        res = dict(steps=metrics["steps"], resumed_from=metrics["resumed_from"],
-                   final_loss=metrics["history"][-1]["loss/seg"],
-                   article_f1=article_f1([gt[k] for k in art], [seg[k] for k in art]),
-                   pipeline_f1=article_f1(gt, pred))
+        res = dict(
+            steps=metrics["steps"],
+            resumed_from=metrics["resumed_from"],
+            final_loss=metrics["history"][-1]["loss/seg"],
+            article_f1=article_f1([gt[k] for k in art], [seg[k] for k in art]),
+            pipeline_f1=article_f1(gt, pred),
+        )
         all_gt += gt
         all_pred += pred
         summary["publishers"][pub] = res
         _plot_history(metrics["history"], out / f"loss_{pub}.png", f"segmenter {pub}")
-        summary["outputs"][pub] = dict(loss=str(out / f"loss_{pub}.png"),
-                                       train_log=str(out / "train_log" / f"news-{pub}.jsonl"))
+        summary["outputs"][pub] = dict(
+            loss=str(out / f"loss_{pub}.png"), train_log=str(out / "train_log" / f"news-{pub}.jsonl")
+        )
         if art:
             draw_boxes(gray[idx[art[0]]], news.boxes_from_mask(seg[art[0]]), out / f"articles_{pub}.png")
             summary["outputs"][pub]["articles"] = str(out / f"articles_{pub}.png")
         if cfg.publish:
             summary["registry"][pub] = _publish(
-                cfg, out, "news", pub, {"weights.pt": torch_bytes(state)},
-                dict(seg_classes=list(news.SEG_CLASSES), widths=list(model.widths), scale=news.SCALE,
-                     metrics=dict(article_f1=res["article_f1"]["f1"]), training_data=dict(
-                         _data_info(cfg, "news"), publisher=pub, corrections=n_corrections),
-                     steps=metrics["steps"]))
+                cfg,
+                out,
+                "news",
+                pub,
+                {"weights.pt": torch_bytes(state)},
+                dict(
+                    seg_classes=list(news.SEG_CLASSES),
+                    widths=list(model.widths),
+                    scale=news.SCALE,
+                    metrics=dict(article_f1=res["article_f1"]["f1"]),
+                    training_data=dict(_data_info(cfg, "news"), publisher=pub, corrections=n_corrections),
+                    steps=metrics["steps"],
+                ),
+            )
     summary["pipeline_f1"] = article_f1(all_gt, all_pred) if all_gt else None
     return summary
 

@@ -38,14 +38,23 @@ class CorrectionStore:
         db.execute("PRAGMA synchronous=FULL")
         return db
 
-    def add(self, publisher: str, png: bytes, articles: list[list[float]], is_article: bool, width: int,
-            height: int, note: str = "") -> int:
+    def add(
+        self,
+        publisher: str,
+        png: bytes,
+        articles: list[list[float]],
+        is_article: bool,
+        width: int,
+        height: int,
+        note: str = "",
+    ) -> int:
         """Store one correction durably; returns its id."""
         with self._connect() as db:
-            cur = db.execute("INSERT INTO corrections (created, publisher, is_article, articles, width, height, "
-                             "image, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             (time.time(), publisher, int(is_article), json.dumps(articles), width, height, png,
-                              note))
+            cur = db.execute(
+                "INSERT INTO corrections (created, publisher, is_article, articles, width, height, "
+                "image, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), publisher, int(is_article), json.dumps(articles), width, height, png, note),
+            )
             return int(cur.lastrowid)
 
     def count(self, publisher: str | None = None) -> int:
@@ -65,6 +74,14 @@ class CorrectionStore:
             query, args = query + " WHERE publisher = ?", (publisher,)
         with self._connect() as db:
             found = db.execute(query + " ORDER BY id", args).fetchall()
-        return [dict(image=bytes(img), publisher=pub, is_article=bool(art), width=w, height=h,
-                     mask_rle=mask_to_rle(mask_from_boxes(json.loads(boxes) if art else [], h, w)))
-                for pub, art, boxes, w, h, img in found]
+        return [
+            dict(
+                image=bytes(img),
+                publisher=pub,
+                is_article=bool(art),
+                width=w,
+                height=h,
+                mask_rle=mask_to_rle(mask_from_boxes(json.loads(boxes) if art else [], h, w)),
+            )
+            for pub, art, boxes, w, h, img in found
+        ]

@@ -69,8 +69,13 @@ def targets(boxes, label_ids, height: int, width: int) -> dict[str, np.ndarray]:
     return dict(cls=cls, energy=energy, size=size)
 
 
-def losses(out: dict[str, torch.Tensor], cls: torch.Tensor, energy: torch.Tensor, size: torch.Tensor,
-           class_weights: torch.Tensor | None = None) -> dict:
+def losses(
+    out: dict[str, torch.Tensor],
+    cls: torch.Tensor,
+    energy: torch.Tensor,
+    size: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+) -> dict:
     """The three losses: class and energy cross-entropy over all pixels, box size smooth-L1 on symbol pixels.
 
     Symbol pixels are a small minority of a page, so the cross-entropies weight them FG_WEIGHT times more
@@ -80,11 +85,17 @@ def losses(out: dict[str, torch.Tensor], cls: torch.Tensor, energy: torch.Tensor
     fg = energy > 0
     weight = 1.0 + (FG_WEIGHT - 1.0) * fg.float()
     weight = weight / weight.mean()
-    box = F.smooth_l1_loss(out["box"].permute(0, 2, 3, 1)[fg], size.permute(0, 2, 3, 1)[fg]) if fg.any() \
+    box = (
+        F.smooth_l1_loss(out["box"].permute(0, 2, 3, 1)[fg], size.permute(0, 2, 3, 1)[fg])
+        if fg.any()
         else out["box"].sum() * 0
+    )
     cls_weight = weight if class_weights is None else weight * class_weights[cls]
-    return dict(cls=(F.cross_entropy(out["cls"], cls, reduction="none") * cls_weight).mean(),
-                energy=(F.cross_entropy(out["energy"], energy, reduction="none") * weight).mean(), box=box)
+    return dict(
+        cls=(F.cross_entropy(out["cls"], cls, reduction="none") * cls_weight).mean(),
+        energy=(F.cross_entropy(out["energy"], energy, reduction="none") * weight).mean(),
+        box=box,
+    )
 
 
 def class_weights(counts: dict[str, int], classes: list[str], power: float, cap: float = 8.0) -> list[float]:
@@ -119,17 +130,26 @@ class StagedLoss:
     def __call__(self, step: int, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         for name, value in parts.items():
             v = float(value.detach())
-            self.running[name] = v if name not in self.running else \
-                self.momentum * self.running[name] + (1 - self.momentum) * v
+            self.running[name] = (
+                v if name not in self.running else self.momentum * self.running[name] + (1 - self.momentum) * v
+            )
         head = self.stage(step)
         if head != "all" and not self.rest_weight:
             return parts[head]
-        return sum(value / max(self.running[name], 1e-6) * (1.0 if head in ("all", name) else self.rest_weight)
-                   for name, value in parts.items())
+        return sum(
+            value / max(self.running[name], 1e-6) * (1.0 if head in ("all", name) else self.rest_weight)
+            for name, value in parts.items()
+        )
 
 
-def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[int, int]],
-           min_level: int = ENERGY_LEVELS // 3, min_score: float = 0.05, smooth: int = 3) -> list[list[dict]]:
+def decode(
+    out: dict[str, torch.Tensor],
+    classes: list[str],
+    shapes: list[tuple[int, int]],
+    min_level: int = ENERGY_LEVELS // 3,
+    min_score: float = 0.05,
+    smooth: int = 3,
+) -> list[list[dict]]:
     """Read symbols off the energy maps: per class, each connected region of energy >= `min_level` is one
     symbol; its box is centred on the region, sized by the box head (mean log size over the region), and its
     score is the mean class probability there. `min_level` 2 of 0-5 beat 3 and 4: on perfect maps (0.965 vs
@@ -163,12 +183,22 @@ def decode(out: dict[str, torch.Tensor], classes: list[str], shapes: list[tuple[
             x0, y0 = np.maximum(0.0, cx - bw / 2), np.maximum(0.0, cy - bh / 2)
             x1, y1 = np.minimum(w - 1.0, cx + bw / 2), np.minimum(h - 1.0, cy + bh / 2)
             # A large symbol crossed by small ones breaks into several cores with the same box: keep one.
-            keep = cv2.dnn.NMSBoxes(np.stack([x0, y0, x1 - x0, y1 - y0], 1).tolist(), scores.tolist(), min_score,
-                                    NMS_IOU)
+            keep = cv2.dnn.NMSBoxes(
+                np.stack([x0, y0, x1 - x0, y1 - y0], 1).tolist(), scores.tolist(), min_score, NMS_IOU
+            )
             for k in np.asarray(keep, int).ravel():
-                dets.append(dict(label=classes[c - 1], score=round(float(scores[k]), 4),
-                                 box=[round(float(x0[k]), 1), round(float(y0[k]), 1), round(float(x1[k]), 1),
-                                      round(float(y1[k]), 1)]))
+                dets.append(
+                    dict(
+                        label=classes[c - 1],
+                        score=round(float(scores[k]), 4),
+                        box=[
+                            round(float(x0[k]), 1),
+                            round(float(y0[k]), 1),
+                            round(float(x1[k]), 1),
+                            round(float(y1[k]), 1),
+                        ],
+                    )
+                )
         results.append(dets)
     return results
 
@@ -178,16 +208,16 @@ def _vote(logits: torch.Tensor, ys: np.ndarray, xs: np.ndarray, smooth: int, chu
     probabilities averaged over the `smooth` x `smooth` neighbourhood inside the map. Only core pixels are
     computed: softmax and pooling of every class map made decoding a page take 0.8-0.9 s here, this 0.3 s."""
     r = smooth // 2
-    dy, dx = (a.ravel() for a in np.mgrid[-r:r + 1, -r:r + 1])
+    dy, dx = (a.ravel() for a in np.mgrid[-r : r + 1, -r : r + 1])
     H, W = logits.shape[-2:]
     per_pixel = logits.permute(1, 2, 0)  # (H, W, classes): each gathered pixel is one contiguous row
     cls, conf = np.zeros(len(ys), np.int64), np.zeros(len(ys), np.float32)
     for i in range(0, len(ys), chunk):
-        yy, xx = ys[i:i + chunk, None] + dy, xs[i:i + chunk, None] + dx
+        yy, xx = ys[i : i + chunk, None] + dy, xs[i : i + chunk, None] + dx
         inside = torch.from_numpy((yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)).to(logits.device)
         p = per_pixel[torch.from_numpy(yy.clip(0, H - 1)), torch.from_numpy(xx.clip(0, W - 1))].float().softmax(-1)
         top, arg = ((p * inside[..., None]).sum(1) / inside.sum(1, keepdim=True)).max(1)
-        cls[i:i + chunk], conf[i:i + chunk] = arg.cpu().numpy(), top.cpu().numpy()
+        cls[i : i + chunk], conf[i : i + chunk] = arg.cpu().numpy(), top.cpu().numpy()
     return cls, conf
 
 

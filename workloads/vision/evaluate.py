@@ -43,8 +43,9 @@ def draw_boxes(img: np.ndarray, boxes, path, color=(0, 0, 255)) -> None:
     cv2.imwrite(str(path), canvas)
 
 
-def evaluate_detector(model, classes: list[str], eval_pages: int, seed: int, train_counts: dict | None = None,
-                      out: Path | None = None) -> dict:
+def evaluate_detector(
+    model, classes: list[str], eval_pages: int, seed: int, train_counts: dict | None = None, out: Path | None = None
+) -> dict:
     """COCO mAP@0.5 overall and per class on `eval_pages` clean and as many degraded pages; with the training
     class counts also `rare_map50`: the mAP over the third of the evaluated classes seen least often in training
     (what the margin patches are for)."""
@@ -68,9 +69,14 @@ def evaluate_detector(model, classes: list[str], eval_pages: int, seed: int, tra
     for split in results:
         pc = results[split]["per_class"]
         results[split]["rare_map50"] = float(np.mean([pc[c] for c in rare if c in pc])) if rare else None
-    return dict(map50_clean=round(results["clean"]["map50"], 4), map50_degraded=round(results["degraded"]["map50"], 4),
-                rare_map50_clean=results["clean"]["rare_map50"], rare_map50_degraded=results["degraded"]["rare_map50"],
-                rare_classes=rare, eval=results)
+    return dict(
+        map50_clean=round(results["clean"]["map50"], 4),
+        map50_degraded=round(results["degraded"]["map50"], 4),
+        rare_map50_clean=results["clean"]["rare_map50"],
+        rare_map50_degraded=results["degraded"]["rare_map50"],
+        rare_classes=rare,
+        eval=results,
+    )
 
 
 @dataclasses.dataclass
@@ -110,8 +116,9 @@ def run(cfg: EvaluateConfig, out: Path) -> dict:
         raise UsageError(f"no model omr/{cfg.name}/{cfg.version} in the registry or builtin")
     files, meta = found
     torch.set_num_threads(cfg.threads)
-    result = evaluate_detector(dwd.load(files, meta), list(meta["classes"]), cfg.eval_pages, cfg.seed,
-                               meta.get("train_class_counts"), out)
+    result = evaluate_detector(
+        dwd.load(files, meta), list(meta["classes"]), cfg.eval_pages, cfg.seed, meta.get("train_class_counts"), out
+    )
     result["model"] = {k: meta.get(k) for k in ("task", "name", "version", "steps", "command", "code_version")}
     if cfg.json:
         write_json(Path(cfg.json), result)

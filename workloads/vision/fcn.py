@@ -30,8 +30,10 @@ class FCN(nn.Module):
         super().__init__()
         self.heads_spec, self.widths, self.decoder = dict(heads), tuple(widths), decoder
         self.stem = nn.Sequential(_conv(1, widths[0], 2), _conv(widths[0], widths[0]))
-        self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1], 2), _conv(widths[i + 1], widths[i + 1]))
-                                  for i in range(len(widths) - 1))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(widths[i], widths[i + 1], 2), _conv(widths[i + 1], widths[i + 1]))
+            for i in range(len(widths) - 1)
+        )
         self.top = nn.Conv2d(widths[-1], decoder, 1)
         self.lateral = nn.ModuleList(nn.Conv2d(w, decoder, 1) for w in widths[:-1])
         self.smooth = nn.ModuleList(_conv(decoder, decoder) for _ in widths[:-1])
@@ -58,7 +60,7 @@ def to_input(gray_pages: list, device: str | torch.device = "cpu", pad_to: int =
     h, w = -(-h // pad_to) * pad_to, -(-w // pad_to) * pad_to
     batch = np.zeros((len(gray_pages), 1, h, w), np.float32)
     for i, p in enumerate(gray_pages):
-        batch[i, 0, :p.shape[0], :p.shape[1]] = 1.0 - p.astype(np.float32) / 255.0
+        batch[i, 0, : p.shape[0], : p.shape[1]] = 1.0 - p.astype(np.float32) / 255.0
     return torch.from_numpy(batch).to(device)
 
 

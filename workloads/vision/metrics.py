@@ -8,8 +8,9 @@ import io
 import numpy as np
 
 
-def coco_map(gt_boxes: list, gt_labels: list, detections: list[list[dict]], classes: list[str],
-             max_dets: int = 2000) -> dict:
+def coco_map(
+    gt_boxes: list, gt_labels: list, detections: list[list[dict]], classes: list[str], max_dets: int = 2000
+) -> dict:
     """mAP@0.5 over the classes that occur in the ground truth, and AP per class (pycocotools' COCOeval).
 
     gt_boxes/gt_labels: per page, [x0, y0, x1, y1] pixel boxes and class names; detections: per page, dicts
@@ -25,12 +26,26 @@ def coco_map(gt_boxes: list, gt_labels: list, detections: list[list[dict]], clas
         for b, label in zip(boxes, labels):
             x0, y0, x1, y1 = (float(v) for v in b)
             w, h = max(x1 - x0, 0.5), max(y1 - y0, 0.5)
-            anns.append(dict(id=len(anns) + 1, image_id=img_id, category_id=cat[label], bbox=[x0, y0, w, h],
-                             area=w * h, iscrowd=0))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=img_id,
+                    category_id=cat[label],
+                    bbox=[x0, y0, w, h],
+                    area=w * h,
+                    iscrowd=0,
+                )
+            )
         for d in page_dets:
             x0, y0, x1, y1 = d["box"]
-            dets.append(dict(image_id=img_id, category_id=cat[d["label"]], score=float(d["score"]),
-                             bbox=[x0, y0, max(x1 - x0, 0.5), max(y1 - y0, 0.5)]))
+            dets.append(
+                dict(
+                    image_id=img_id,
+                    category_id=cat[d["label"]],
+                    score=float(d["score"]),
+                    bbox=[x0, y0, max(x1 - x0, 0.5), max(y1 - y0, 0.5)],
+                )
+            )
     gt = COCO()
     gt.dataset = dict(images=images, annotations=anns, categories=[dict(id=i, name=c) for c, i in cat.items()])
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
@@ -56,8 +71,11 @@ def coco_map(gt_boxes: list, gt_labels: list, detections: list[list[dict]], clas
         p = precision[:, k]
         if counts[c]:
             per_class[c] = float(np.mean(np.maximum(p, 0))) if (p > -1).any() else 0.0
-    return dict(map50=float(np.mean(list(per_class.values()))) if per_class else 0.0,
-                per_class=per_class, gt={c: counts[c] for c in present})
+    return dict(
+        map50=float(np.mean(list(per_class.values()))) if per_class else 0.0,
+        per_class=per_class,
+        gt={c: counts[c] for c in present},
+    )
 
 
 def article_f1(gt_masks: list[np.ndarray], pred_masks: list[np.ndarray], iou: float = 0.5) -> dict:
@@ -76,8 +94,9 @@ def article_f1(gt_masks: list[np.ndarray], pred_masks: list[np.ndarray], iou: fl
         g_idx = np.where(gt.ravel() > 0, g_idx, len(g_ids))
         p_idx = np.searchsorted(p_ids, pred.ravel())
         p_idx = np.where(pred.ravel() > 0, p_idx, len(p_ids))
-        joint = np.bincount(g_idx * (len(p_ids) + 1) + p_idx,
-                            minlength=(len(g_ids) + 1) * (len(p_ids) + 1)).reshape(len(g_ids) + 1, len(p_ids) + 1)
+        joint = np.bincount(g_idx * (len(p_ids) + 1) + p_idx, minlength=(len(g_ids) + 1) * (len(p_ids) + 1)).reshape(
+            len(g_ids) + 1, len(p_ids) + 1
+        )
         inter = joint[:-1, :-1]
         union = joint[:-1].sum(1)[:, None] + joint[:, :-1].sum(0)[None, :] - inter
         ious = inter / np.maximum(union, 1)

@@ -38,15 +38,29 @@ def page_features(gray: np.ndarray) -> np.ndarray:
     contours, _ = cv2.findContours(cv2.bitwise_or(hlines, vlines), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     boxes = sum(1 for c in contours if cv2.boundingRect(c)[2] > 40 and cv2.boundingRect(c)[3] > 30)
     rows = binary.mean(1)
-    ac = np.correlate(rows - rows.mean(), rows - rows.mean(), "full")[len(rows) - 1:][:40]
+    ac = np.correlate(rows - rows.mean(), rows - rows.mean(), "full")[len(rows) - 1 :][:40]
     ac = ac / (ac[0] + 1e-9)
-    cols = binary[binary.shape[0] // 5:].mean(0)
+    cols = binary[binary.shape[0] // 5 :].mean(0)
     gaps = np.diff((cols < 0.005).astype(np.int8))
     n_cols = int((gaps == 1).sum())
     comps = cv2.connectedComponentsWithStats(binary, connectivity=8)[2][1:, cv2.CC_STAT_AREA]
     comp_stats = [len(comps) / 1e4, np.median(comps) if len(comps) else 0, (comps > 400).mean() if len(comps) else 0]
-    return np.concatenate([[ink.mean(), mid.mean(), n_h / 100, n_v / 100, boxes / 50, n_cols / 10,
-                            ac[5:40].max(), float(np.argmax(ac[5:40]))], comp_stats, grid]).astype(np.float32)
+    return np.concatenate(
+        [
+            [
+                ink.mean(),
+                mid.mean(),
+                n_h / 100,
+                n_v / 100,
+                boxes / 50,
+                n_cols / 10,
+                ac[5:40].max(),
+                float(np.argmax(ac[5:40])),
+            ],
+            comp_stats,
+            grid,
+        ]
+    ).astype(np.float32)
 
 
 def preclassifier(seed: int = 0):
@@ -118,7 +132,7 @@ def mask_from_boxes(boxes, height: int, width: int) -> np.ndarray:
     """An article-id mask from article boxes (how corrections arrive): later boxes win where they overlap."""
     mask = np.zeros((height, width), np.int32)
     for i, (x0, y0, x1, y1) in enumerate(boxes, 1):
-        mask[int(max(0, y0)):int(min(height, y1)), int(max(0, x0)):int(min(width, x1))] = i
+        mask[int(max(0, y0)) : int(min(height, y1)), int(max(0, x0)) : int(min(width, x1))] = i
     return mask
 
 

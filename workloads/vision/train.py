@@ -41,13 +41,18 @@ def news_targets(batch: dict) -> dict:
         img = news.prepare(decode_png(png))
         images.append(img)
         segs.append(news.seg_target(rle_to_mask(rle, int(h), int(w)), img.shape).astype(np.int8))
-    return {"image": np.stack(images), "seg": np.stack(segs)} if len({i.shape for i in images}) == 1 \
+    return (
+        {"image": np.stack(images), "seg": np.stack(segs)}
+        if len({i.shape for i in images}) == 1
         else {"image": images, "seg": segs}
+    )
 
 
 def news_features(batch: dict) -> dict:
-    return {"features": np.stack([news.page_features(decode_png(p)) for p in batch["image"]]),
-            "is_article": np.asarray(batch["is_article"], bool)}
+    return {
+        "features": np.stack([news.page_features(decode_png(p)) for p in batch["image"]]),
+        "is_article": np.asarray(batch["is_article"], bool),
+    }
 
 
 # --------------------------------------------------------------------------------- Train worker side
@@ -73,14 +78,14 @@ def crop(rng: np.random.Generator, page: dict, size: int, on_symbol: float = 0.0
             x = int(np.clip(xs[k] * s - size // 2 + jitter[1], 0, max(0, w - size)))
     y, x = y // s * s, x // s * s
     out = {"image": np.full((size, size), 255, np.uint8)}
-    part = img[y:y + size, x:x + size]
-    out["image"][:part.shape[0], :part.shape[1]] = part
+    part = img[y : y + size, x : x + size]
+    out["image"][: part.shape[0], : part.shape[1]] = part
     for key, value in page.items():
         if key == "image":
             continue
-        win = value[..., y // s:(y + size) // s, x // s:(x + size) // s]
+        win = value[..., y // s : (y + size) // s, x // s : (x + size) // s]
         padded = np.zeros(value.shape[:-2] + (size // s, size // s), value.dtype)
-        padded[..., :win.shape[-2], :win.shape[-1]] = win
+        padded[..., : win.shape[-2], : win.shape[-1]] = win
         out[key] = padded
     return out
 
@@ -173,8 +178,9 @@ def train_loop(config: dict) -> None:
     rng = np.random.default_rng([config["seed"], rank])
     task, steps, every = config["task"], config["steps"], config["checkpoint_every"]
     model = dwd.build_model(len(config["classes"])) if task == "omr" else news.build_model()
-    resume = torch.load(config["resume_from"], map_location="cpu", weights_only=True) \
-        if config.get("resume_from") else None
+    resume = (
+        torch.load(config["resume_from"], map_location="cpu", weights_only=True) if config.get("resume_from") else None
+    )
     if resume:
         model.load_state_dict(resume["model"])
     model = ray.train.torch.prepare_model(model)
@@ -193,30 +199,43 @@ def train_loop(config: dict) -> None:
         step, data_pass, skip, seconds0 = resume["step"], resume["data_pass"], resume["batches"], resume["seconds"]
     start = step
     cls_weights = torch.tensor(config["class_weights"], device=device) if config.get("class_weights") else None
-    writer = SummaryWriter(config["tb_dir"], purge_step=start + 1 if resume else None) \
-        if rank == 0 and config.get("tb_dir") else None
+    writer = (
+        SummaryWriter(config["tb_dir"], purge_step=start + 1 if resume else None)
+        if rank == 0 and config.get("tb_dir")
+        else None
+    )
     log = open(config["log_path"], "a") if rank == 0 else None  # noqa: SIM115 - closed after the loop
     shard = ray.train.get_dataset_shard("train")
     t0, saved = time.perf_counter(), step
     while step < steps:
-        for b, batch in enumerate(shard.iter_batches(batch_size=config["pages_per_batch"], batch_format="numpy",
-                                                     prefetch_batches=1)):
+        for b, batch in enumerate(
+            shard.iter_batches(batch_size=config["pages_per_batch"], batch_format="numpy", prefetch_batches=1)
+        ):
             if b < skip:  # taken before the checkpoint this run resumed from
                 continue
-            pool = [crop(rng, page, config["crop"], config["symbol_crops"]) for page in _pages(batch)
-                    for _ in range(config["crops_per_page"])]
+            pool = [
+                crop(rng, page, config["crop"], config["symbol_crops"])
+                for page in _pages(batch)
+                for _ in range(config["crops_per_page"])
+            ]
             rng.shuffle(pool)
             for i in range(0, len(pool) - config["batch_size"] + 1, config["batch_size"]):
                 if step >= steps:
                     break
-                chunk = pool[i:i + config["batch_size"]]
-                x = torch.from_numpy(1.0 - np.stack([c["image"] for c in chunk])[:, None].astype(np.float32)
-                                     / 255.0).to(device)
+                chunk = pool[i : i + config["batch_size"]]
+                x = torch.from_numpy(
+                    1.0 - np.stack([c["image"] for c in chunk])[:, None].astype(np.float32) / 255.0
+                ).to(device)
                 out = model(x)
                 if task == "omr":
-                    parts = dwd.losses(out, *(torch.from_numpy(np.stack([c[k] for c in chunk]).astype(dt)).to(device)
-                                              for k, dt in (("cls", np.int64), ("energy", np.int64),
-                                                            ("size", np.float32))), class_weights=cls_weights)
+                    parts = dwd.losses(
+                        out,
+                        *(
+                            torch.from_numpy(np.stack([c[k] for c in chunk]).astype(dt)).to(device)
+                            for k, dt in (("cls", np.int64), ("energy", np.int64), ("size", np.float32))
+                        ),
+                        class_weights=cls_weights,
+                    )
                     loss = staged(step, parts)
                     logged = {f"loss/{k}": float(v) for k, v in parts.items()}
                     logged["stage"] = staged.stage(step)
@@ -235,19 +254,37 @@ def train_loop(config: dict) -> None:
                         if k.startswith("loss/"):
                             writer.add_scalar(k, v, step)
                 if log:
-                    log.write(json.dumps(dict(step=step, seconds=round(seconds0 + time.perf_counter() - t0, 2), **{
-                        k: (round(v, 5) if isinstance(v, float) else v) for k, v in logged.items()})) + "\n")
+                    log.write(
+                        json.dumps(
+                            dict(
+                                step=step,
+                                seconds=round(seconds0 + time.perf_counter() - t0, 2),
+                                **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in logged.items()},
+                            )
+                        )
+                        + "\n"
+                    )
                     log.flush()
                 if step % config["log_every"] == 0:
                     print(f"step {step}/{steps} {logged} {time.perf_counter() - t0:.0f}s", flush=True)
             if step // every > saved // every or (step >= steps > saved):
                 states = _rng_states(rng, world)  # every rank takes part in the gather
                 if rank == 0:
-                    _write_checkpoint(config["ckpt_dir"], step, dict(
-                        model=(model.module if hasattr(model, "module") else model).state_dict(),
-                        optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                        staged_running=dict(staged.running) if staged else {}, step=step, data_pass=data_pass,
-                        batches=b + 1, seconds=round(seconds0 + time.perf_counter() - t0, 2), rng=states))
+                    _write_checkpoint(
+                        config["ckpt_dir"],
+                        step,
+                        dict(
+                            model=(model.module if hasattr(model, "module") else model).state_dict(),
+                            optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(),
+                            staged_running=dict(staged.running) if staged else {},
+                            step=step,
+                            data_pass=data_pass,
+                            batches=b + 1,
+                            seconds=round(seconds0 + time.perf_counter() - t0, 2),
+                            rng=states,
+                        ),
+                    )
                 saved = step
             if step >= steps:
                 break
@@ -262,8 +299,15 @@ def train_loop(config: dict) -> None:
             state = (model.module if hasattr(model, "module") else model).state_dict()
             torch.save(state, os.path.join(tmp, "weights.pt"))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report({"steps": step, "resumed_from": start, "seconds": round(time.perf_counter() - t0, 2),
-                          "history": read_log(config["log_path"]) if rank == 0 else []}, checkpoint=checkpoint)
+        ray.train.report(
+            {
+                "steps": step,
+                "resumed_from": start,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "history": read_log(config["log_path"]) if rank == 0 else [],
+            },
+            checkpoint=checkpoint,
+        )
 
 
 def refuse_overwrite(out_dir: Path, resume: bool) -> None:
@@ -272,17 +316,39 @@ def refuse_overwrite(out_dir: Path, resume: bool) -> None:
 
     found = sorted(Path(out_dir).glob("checkpoints/*/step-*.pt"))
     if found and not resume:
-        raise UsageError(f"{out_dir} holds checkpoints of an earlier run ({found[-1].parent.name}/{found[-1].name}); "
-                         "add --resume to continue it, or use another --out")
+        raise UsageError(
+            f"{out_dir} holds checkpoints of an earlier run ({found[-1].parent.name}/{found[-1].name}); "
+            "add --resume to continue it, or use another --out"
+        )
 
 
 # Config keys a resumed run must share with the run it continues (else its checkpoint means something else).
-_RUN_KEYS = ("task", "steps", "seed", "lr", "batch_size", "crop", "symbol_crops", "crops_per_page",
-             "stage_rest_weight", "class_weights", "pages_per_batch", "classes", "workers")
+_RUN_KEYS = (
+    "task",
+    "steps",
+    "seed",
+    "lr",
+    "batch_size",
+    "crop",
+    "symbol_crops",
+    "crops_per_page",
+    "stage_rest_weight",
+    "class_weights",
+    "pages_per_batch",
+    "classes",
+    "workers",
+)
 
 
-def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None = None,
-        class_weights: list[float] | None = None) -> tuple[dict, dict]:
+def fit(
+    task: str,
+    train_ds,
+    cfg,
+    out_dir,
+    name: str,
+    classes: list[str] | None = None,
+    class_weights: list[float] | None = None,
+) -> tuple[dict, dict]:
     """Run the TorchTrainer; returns (state dict, final metrics incl. the loss history).
 
     Checkpoints go to `<out_dir>/checkpoints/<name>/`, the loss log to `<out_dir>/train_log/<name>.jsonl`. With
@@ -299,13 +365,28 @@ def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None 
     if use_gpu:
         per_worker["GPU"] = cfg.num_gpus / cfg.workers
     ckpt_dir, log_path = out_dir / "checkpoints" / name, out_dir / "train_log" / f"{name}.jsonl"
-    config = dict(task=task, steps=cfg.steps, seed=cfg.seed, lr=cfg.lr, batch_size=cfg.batch_size,
-                  crop=cfg.crop, symbol_crops=cfg.symbol_crops, crops_per_page=cfg.crops_per_page,
-                  stage_rest_weight=cfg.stage_rest_weight, class_weights=class_weights,
-                  pages_per_batch=cfg.pages_per_batch, workers=cfg.workers,
-                  threads=cfg.threads, log_every=max(1, cfg.steps // 20), classes=classes or [],
-                  tb_dir=str(out_dir / "tensorboard" / name), checkpoint_every=cfg.checkpoint_every,
-                  ckpt_dir=str(ckpt_dir), log_path=str(log_path), resume_from=None)
+    config = dict(
+        task=task,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        crop=cfg.crop,
+        symbol_crops=cfg.symbol_crops,
+        crops_per_page=cfg.crops_per_page,
+        stage_rest_weight=cfg.stage_rest_weight,
+        class_weights=class_weights,
+        pages_per_batch=cfg.pages_per_batch,
+        workers=cfg.workers,
+        threads=cfg.threads,
+        log_every=max(1, cfg.steps // 20),
+        classes=classes or [],
+        tb_dir=str(out_dir / "tensorboard" / name),
+        checkpoint_every=cfg.checkpoint_every,
+        ckpt_dir=str(ckpt_dir),
+        log_path=str(log_path),
+        resume_from=None,
+    )
     run_keys = json.loads(json.dumps({k: config[k] for k in _RUN_KEYS}))
     refuse_overwrite(out_dir, cfg.resume)
     latest = latest_checkpoint(ckpt_dir)
@@ -320,10 +401,13 @@ def fit(task: str, train_ds, cfg, out_dir, name: str, classes: list[str] | None 
         log_path.unlink(missing_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(ckpt_dir / "run.json", run_keys)
-    trainer = TorchTrainer(train_loop, train_loop_config=config, datasets={"train": train_ds},
-                           scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                                        resources_per_worker=per_worker),
-                           run_config=RunConfig(name=name, storage_path=str(out_dir / "ray_train")))
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config,
+        datasets={"train": train_ds},
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=RunConfig(name=name, storage_path=str(out_dir / "ray_train")),
+    )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
         with open(os.path.join(d, "weights.pt"), "rb") as f:
