@@ -20,6 +20,8 @@ import time
 import cv2
 import numpy as np
 
+from cluster import private_ray
+
 
 def _payload(frames: int):
     from workloads.face import data
@@ -107,7 +109,6 @@ def main() -> None:
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     import os
-    import tempfile
 
     import ray
     from ray import serve
@@ -119,14 +120,7 @@ def main() -> None:
     results = dict(trained_model=train.load().trained, device="cpu")
     for frames in (1, 6):
         results[f"in_process_{frames}_frames"] = in_process(_payload(frames), args.requests)
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-face-"),
-        log_to_driver=False,
-    )
+    private_ray.start("dlwild-bench-face-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -24,12 +24,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import cv2
 import numpy as np
 from fastapi import FastAPI, Request
+
+from cluster import private_ray
 
 TUNED = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 VARIANTS = {
@@ -182,14 +183,7 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
     from serving.omr.app import build_app
 
     os.environ.update(VARIANTS[variant])
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        _temp_dir=tempfile.mkdtemp(prefix="dlwild-bench-serve-"),
-        log_to_driver=False,
-    )
+    private_ray.start("dlwild-bench-serve-")
     port = 8000 if variant in ("direct", "haproxy") else _free_port()
     logging = {"enable_access_log": variant != "quiet"}
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=logging)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from cluster import private_ray
+from serving.browser import headless_chromium
 from serving.tune_dashboard.experiments import ExperimentStore
 
 NAME = "search"
@@ -73,30 +75,9 @@ def timed(fn, repeat: int = 5) -> list[float]:
 
 def browser_times(urls: list[str], trials: int) -> list[float] | str:
     """Seconds from navigation start until the page shows every trial row and the anytime line, per URL."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return "selenium not installed"
-    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver_path:
-        return "chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='dlwild-chromium-')}",
-    ]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver, missing = headless_chromium(tempfile.mkdtemp(prefix="dlwild-chromium-"))
+    if driver is None:
+        return missing
     ready = (
         f"return document.querySelectorAll('#trials tbody tr').length === {trials} && "
         "document.querySelector('#anytime path.series') ? performance.now() : null"
@@ -130,9 +111,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, log_to_driver=False
-    )
+    private_ray.start("dlwild-bench-dashboard-", object_store_mb=300)
     spent = make_experiment(storage, args.trials)
     print(
         f"experiment: {args.trials} trials in {storage / NAME}"

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pytest
+
+from cluster import private_ray
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.pop("RAY_ADDRESS", None)
@@ -22,15 +23,7 @@ def ray_session():
     """A real local Ray with 2 CPUs, no dashboard and a small object store, shared by every test that asks."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=300 * 1024**2,
-            _temp_dir=tempfile.mkdtemp(prefix="dlwild-ray-"),
-            log_to_driver=False,
-        )
+    private_ray.start("dlwild-ray-", object_store_mb=300)
     yield ray
     if ray.is_initialized():
         ray.shutdown()

@@ -94,6 +94,10 @@ class WorkloadConfig:
         """The --smoke-test sizes (override; the default is the config unchanged)."""
         return self
 
+    def capped(self: C, **caps: float) -> C:
+        """A copy with each named field at most its cap: the usual shape of `smoke()` sizes."""
+        return dataclasses.replace(self, **{name: min(getattr(self, name), cap) for name, cap in caps.items()})
+
     def validate(self) -> None:
         """Cross-field rules beyond the declared constraints (override; raise UsageError)."""
 

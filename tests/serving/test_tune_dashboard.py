@@ -18,19 +18,9 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from serving.browser import headless_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1100",
-]
 
 
 def scored(config):
@@ -225,24 +215,6 @@ def test_unknown_and_path_like_names_are_404(dashboard, path):
     assert raw_get(dashboard, path) == 404
 
 
-def _browser(tmp_path: Path):
-    """Headless Chromium through chromedriver, or a reason why there is none."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return None, "selenium is not installed (pip install selenium)"
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not binary or not driver_path:
-        return None, "headless Chromium missing: apt-get install -y chromium chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver_path), options=options), ""
-
-
 def _wait(predicate, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -254,7 +226,7 @@ def _wait(predicate, timeout_s: float, what: str):
 
 
 def test_page_shows_experiments_and_new_trials_without_reload(dashboard, storage, tmp_path):
-    driver, reason = _browser(tmp_path)
+    driver, reason = headless_chromium(tmp_path / "chromium-profile")
     if driver is None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)

@@ -34,6 +34,8 @@ PAPER = {
 PAPER_MEAN_OF_TEN = {"Auto-sklearn": 0.7654, "TPOT": 0.7497, "random search": 0.6991}
 LABELS = {"digits": "digits (scikit-learn's, a substitute for the challenge's)"}
 
+SHARED_SETTINGS = ("budget_s", "seed", "cv_folds", "concurrency", "warm_start")  # the same for every searcher
+
 
 @dataclasses.dataclass
 class CompareConfig(WorkloadConfig):
@@ -84,16 +86,8 @@ def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
             if done:
                 runs[name][searcher] = done
                 continue
-            run_cfg = AutoMLConfig(
-                data=name,
-                searcher=searcher,
-                budget_s=cfg.budget_s,
-                seed=cfg.seed,
-                cv_folds=cfg.cv_folds,
-                concurrency=cfg.concurrency,
-                warm_start=cfg.warm_start,
-                out=str(folder),
-            )
+            shared = {key: getattr(cfg, key) for key in SHARED_SETTINGS}
+            run_cfg = AutoMLConfig(data=name, searcher=searcher, out=str(folder), **shared)
             try:
                 runs[name][searcher] = search(run_cfg)
             except UsageError as exc:

@@ -51,16 +51,8 @@ class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
     chunk: int = field(40, help="presentations rendered per Ray task", minimum=1)
 
     def smoke(self) -> FaceConfig:
-        return dataclasses.replace(
-            self,
-            live=min(self.live, 64),
-            per_family=min(self.per_family, 16),
-            test_live=min(self.test_live, 32),
-            test_per_family=min(self.test_per_family, 8),
-            steps=min(self.steps, 40),
-            aux_steps=min(self.aux_steps, 30),
-            views=min(self.views, 3),
-            chunk=min(self.chunk, 64),
+        return self.capped(
+            live=64, per_family=16, test_live=32, test_per_family=8, steps=40, aux_steps=30, views=3, chunk=64
         )
 
 

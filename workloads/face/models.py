@@ -26,6 +26,11 @@ def _block(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
 
+def _gray32_features(width: int) -> list[nn.Module]:
+    """Three conv blocks over a gray 32-px image, flattened to 4 * width * 16 features (layers 0-3 of a net)."""
+    return [_block(1, width), _block(width, 2 * width), _block(2 * width, 4 * width), nn.Flatten()]
+
+
 class PatchCNN(nn.Module):
     """Tiny CNN: one spoof logit per RGB TILE x TILE patch."""
 
@@ -43,15 +48,7 @@ class OrientationCNN(nn.Module):
 
     def __init__(self, width: int = 16):
         super().__init__()
-        self.net = nn.Sequential(
-            _block(1, width),
-            _block(width, 2 * width),
-            _block(2 * width, 4 * width),
-            nn.Flatten(),
-            nn.Linear(4 * width * 16, 64),
-            nn.ReLU(),
-            nn.Linear(64, 4),
-        )
+        self.net = nn.Sequential(*_gray32_features(width), nn.Linear(4 * width * 16, 64), nn.ReLU(), nn.Linear(64, 4))
 
     def forward(self, x):
         return self.net(x)
@@ -76,13 +73,7 @@ class EmbedNet(nn.Module):
 
     def __init__(self, width: int = 16, dim: int = 32):
         super().__init__()
-        self.net = nn.Sequential(
-            _block(1, width),
-            _block(width, 2 * width),
-            _block(2 * width, 4 * width),
-            nn.Flatten(),
-            nn.Linear(4 * width * 16, dim),
-        )
+        self.net = nn.Sequential(*_gray32_features(width), nn.Linear(4 * width * 16, dim))
 
     def forward(self, x):
         return nn.functional.normalize(self.net(x), dim=1)

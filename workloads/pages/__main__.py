@@ -58,16 +58,8 @@ class PagesConfig(WorkloadConfig):
     align_pages: int = field(8, help="pages on which the photo aligner is checked (0: skip)", minimum=0)
 
     def smoke(self) -> PagesConfig:
-        return dataclasses.replace(
-            self,
-            pages=min(self.pages, 16),
-            shard_size=min(self.shard_size, 8),
-            degrade=self.degrade or 0.5,
-            margin_patches=self.margin_patches or 6,
-            bank_pages=min(self.bank_pages, 6),
-            sample=min(self.sample, 4),
-            align_pages=min(self.align_pages, 2),
-        )
+        small = self.capped(pages=16, shard_size=8, bank_pages=6, sample=4, align_pages=2)
+        return dataclasses.replace(small, degrade=self.degrade or 0.5, margin_patches=self.margin_patches or 6)
 
 
 _CONTENT_KEYS = (

@@ -14,47 +14,16 @@ import numpy as np
 from workloads.pages.schema import PAGE_TYPES, PUBLISHERS
 
 WIDTH, HEIGHT = 1000, 1400
-STYLES = {  # one look per publisher of the page contract (schema.PUBLISHERS)
-    "morning_post": dict(
-        columns=5,
-        head_font=cv2.FONT_HERSHEY_TRIPLEX,
-        body_font=cv2.FONT_HERSHEY_SIMPLEX,
-        body_scale=0.28,
-        line_h=9,
-        rule="line",
-        margin=40,
-        masthead=70,
-    ),
-    "daily_ledger": dict(
-        columns=4,
-        head_font=cv2.FONT_HERSHEY_COMPLEX,
-        body_font=cv2.FONT_HERSHEY_COMPLEX_SMALL,
-        body_scale=0.42,
-        line_h=10,
-        rule="double",
-        margin=50,
-        masthead=90,
-    ),
-    "evening_star": dict(
-        columns=6,
-        head_font=cv2.FONT_HERSHEY_DUPLEX,
-        body_font=cv2.FONT_HERSHEY_PLAIN,
-        body_scale=0.55,
-        line_h=8,
-        rule="none",
-        margin=35,
-        masthead=60,
-    ),
-    "valley_courier": dict(
-        columns=3,
-        head_font=cv2.FONT_HERSHEY_SIMPLEX,
-        body_font=cv2.FONT_HERSHEY_DUPLEX,
-        body_scale=0.3,
-        line_h=11,
-        rule="thick",
-        margin=55,
-        masthead=100,
-    ),
+_STYLE_KEYS = ("columns", "head_font", "body_font", "body_scale", "line_h", "rule", "margin", "masthead")
+_T, _C, _D, _S = cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_SIMPLEX
+STYLES = {  # one look per publisher of the page contract (schema.PUBLISHERS), one row of _STYLE_KEYS each
+    name: dict(zip(_STYLE_KEYS, row, strict=True))
+    for name, row in [
+        ("morning_post", (5, _T, _S, 0.28, 9, "line", 40, 70)),
+        ("daily_ledger", (4, _C, cv2.FONT_HERSHEY_COMPLEX_SMALL, 0.42, 10, "double", 50, 90)),
+        ("evening_star", (6, _D, cv2.FONT_HERSHEY_PLAIN, 0.55, 8, "none", 35, 60)),
+        ("valley_courier", (3, _S, _D, 0.3, 11, "thick", 55, 100)),
+    ]
 }
 if tuple(STYLES) != PUBLISHERS:
     raise ImportError("news.STYLES must give one style per schema.PUBLISHERS entry, in order")
@@ -297,12 +266,5 @@ def render(rng: np.random.Generator, publisher: str | None = None, page_type: st
         _articles(page, top)
     else:
         _listing(page, top, page_type)
-    return dict(
-        image=page.img,
-        boxes=page.boxes,
-        labels=page.labels,
-        article_of=page.article_of,
-        mask=page.mask,
-        publisher=publisher,
-        page_type=page_type,
-    )
+    drawn = dict(image=page.img, boxes=page.boxes, labels=page.labels, article_of=page.article_of, mask=page.mask)
+    return dict(drawn, publisher=publisher, page_type=page_type)

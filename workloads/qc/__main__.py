@@ -47,15 +47,7 @@ class QCConfig(PublishesModels, FansOut, WorkloadConfig):
     adversarial: int = field(400, help="test images attacked with FGSM for the detector's ROC", minimum=1)
 
     def smoke(self) -> QCConfig:
-        return dataclasses.replace(
-            self,
-            normal=min(self.normal, 800),
-            defects=min(self.defects, 8),
-            test_normal=min(self.test_normal, 1000),
-            test_defects=min(self.test_defects, 10),
-            steps=min(self.steps, 40),
-            adversarial=min(self.adversarial, 40),
-        )
+        return self.capped(normal=800, defects=8, test_normal=1000, test_defects=10, steps=40, adversarial=40)
 
     def validate(self) -> None:  # open intervals, which the declared (closed) bounds cannot say
         if not 0 < self.precision < 1 or not 0 < self.eps < 1:

@@ -96,16 +96,8 @@ class VisionConfig(WorkloadConfig):
     publish: bool = field(True, help="write the trained models to the registry")
 
     def smoke(self) -> VisionConfig:
-        return dataclasses.replace(
-            self,
-            pages=min(self.pages, 8),
-            eval_pages=min(self.eval_pages, 4),
-            steps=min(self.steps, 12),
-            batch_size=min(self.batch_size, 4),
-            crops_per_page=min(self.crops_per_page, 4),
-            checkpoint_every=min(self.checkpoint_every, 4),
-            max_publishers=1,
-        )
+        small = self.capped(pages=8, eval_pages=4, steps=12, batch_size=4, crops_per_page=4, checkpoint_every=4)
+        return dataclasses.replace(small, max_publishers=1)
 
     def validate(self) -> None:
         if self.crop % 16:
