@@ -210,6 +210,43 @@ def test_decode_image_hardening():
         assert err.value.status == status, (data[:20], err.value)
 
 
+def _quadratic_row_autocorrelation(gray: np.ndarray) -> np.ndarray:
+    """The line-spacing autocorrelation as page_features computed it before (np.correlate: O(rows^2))."""
+    rows = (gray < 128).astype(np.uint8).mean(1)
+    ac = np.correlate(rows - rows.mean(), rows - rows.mean(), "full")[len(rows) - 1 :][:40]
+    return ac / (ac[0] + 1e-9)
+
+
+def test_page_features_linear_and_unchanged():
+    """The features of generated pages, and the committed pre-classifier's verdicts on them, are those of the
+    quadratic formula; a page of 200,000 rows costs well under a second; tiny and 1-px pages do not crash."""
+    from workloads.registry import BUILTIN_REGISTRY, find_model
+
+    gray = [decode_png(render_page("news", seed, i)["image"]) for seed in (3, 11) for i in range(6)]
+    for g in gray:
+        rows = (g < 128).astype(np.uint8).mean(1)
+        np.testing.assert_allclose(news.row_autocorrelation(rows, 40), _quadratic_row_autocorrelation(g), atol=1e-9)
+    feats = np.stack([news.page_features(g) for g in gray])
+    ref = feats.copy()
+    for k, g in enumerate(gray):
+        ac = _quadratic_row_autocorrelation(g)
+        ref[k, 6:8] = ac[5:40].max(), float(np.argmax(ac[5:40]))
+    np.testing.assert_allclose(feats, ref, atol=1e-6)
+    found = find_model("news", "preclassifier", "latest", BUILTIN_REGISTRY)
+    if found:
+        forest = news.load_preclassifier(*found)
+        assert (forest.predict(feats) == forest.predict(ref)).all()
+    tall = np.full((200_000, 2), 255, np.uint8)
+    tall[::9] = 0
+    start = time.perf_counter()
+    news.page_features(tall)
+    assert time.perf_counter() - start < 2.0
+    for shape in [(5, 300), (1, 1), (3, 1), (1, 300), (400, 1)]:
+        page = np.full(shape, 255, np.uint8)
+        assert news.page_features(page).shape == feats.shape[1:]
+        assert min(news.prepare(page).shape) >= 1
+
+
 def test_cli_refuses_bad_flags(capsys):
     from workloads.vision.__main__ import main
 

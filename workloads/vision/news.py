@@ -14,12 +14,30 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from workloads.images import Limits
 from workloads.vision.fcn import FCN, OUT_STRIDE, to_input
 
 SCALE = 0.5  # the segmenter sees pages at half size; its output is at 1/4 of the page
 BORDER = 2  # output pixels of border ring per article
 SEG_CLASSES = ("background", "interior", "border")
 FEATURE_GRID = (8, 6)
+
+
+AC_LAGS = 40  # line-spacing lags of the row profile's autocorrelation, in px
+# What the news models can afford of a page (app args of the same names override them for /news): pages are
+# about 1000 x 1400 px; the features resize to 250 x 350 and look for 60 px rules, the segmenter sees half size.
+LIMITS = Limits(max_pixels=25_000_000, max_side=10_000, min_side=64, max_aspect=4.0)
+
+
+def row_autocorrelation(rows: np.ndarray, lags: int) -> np.ndarray:
+    """Autocorrelation of the row-ink profile at lags 0 .. lags-1 (fewer for shorter pages), normalised by lag 0.
+
+    The same sums as `np.correlate(x, x, "full")` at those lags, in O(len(rows) * lags) instead of
+    O(len(rows) ** 2): a 40,000-row page costs milliseconds, not minutes."""
+    x = rows - rows.mean()
+    n = len(x)
+    ac = np.array([np.dot(x[k:], x[: n - k]) for k in range(min(lags, n))])
+    return ac / (ac[0] + 1e-9)
 
 
 def page_features(gray: np.ndarray) -> np.ndarray:
@@ -37,9 +55,7 @@ def page_features(gray: np.ndarray) -> np.ndarray:
     n_v = cv2.connectedComponents(vlines)[0] - 1
     contours, _ = cv2.findContours(cv2.bitwise_or(hlines, vlines), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     boxes = sum(1 for c in contours if cv2.boundingRect(c)[2] > 40 and cv2.boundingRect(c)[3] > 30)
-    rows = binary.mean(1)
-    ac = np.correlate(rows - rows.mean(), rows - rows.mean(), "full")[len(rows) - 1 :][:40]
-    ac = ac / (ac[0] + 1e-9)
+    ac = row_autocorrelation(binary.mean(1), AC_LAGS)
     cols = binary[binary.shape[0] // 5 :].mean(0)
     gaps = np.diff((cols < 0.005).astype(np.int8))
     n_cols = int((gaps == 1).sum())
@@ -54,8 +70,8 @@ def page_features(gray: np.ndarray) -> np.ndarray:
                 n_v / 100,
                 boxes / 50,
                 n_cols / 10,
-                ac[5:40].max(),
-                float(np.argmax(ac[5:40])),
+                ac[5:AC_LAGS].max() if len(ac) > 5 else 0.0,
+                float(np.argmax(ac[5:AC_LAGS])) if len(ac) > 5 else 0.0,
             ],
             comp_stats,
             grid,
@@ -75,7 +91,11 @@ def build_model(widths=(16, 32, 48, 64)) -> FCN:
 
 
 def prepare(gray: np.ndarray) -> np.ndarray:
-    """The segmenter's view of a page: half size."""
+    """The segmenter's view of a page: half size (at least 1 px a side, so a 1-px-wide page stays a page)."""
+    h, w = gray.shape[:2]
+    if min(h, w) * SCALE < 1:
+        size = (max(1, round(w * SCALE)), max(1, round(h * SCALE)))
+        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     return cv2.resize(gray, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_AREA)
 
 
