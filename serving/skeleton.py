@@ -19,20 +19,143 @@ every answer), `GET <prefix>/health` and `GET <prefix>/model`, and the app build
         return bind(Detector, args, **model_args(args))
 
 `/health` runs `health_body()` (by default `check_health` in a thread) and answers `status`, the model's
-`info()` and, while the model is untrained, a `warning`; `/model` answers the model's registry metadata with
-`trained`. The app args every builder reads are listed in `bind`, `model_args` and `deployment_options`.
+`info()`, the image `limits`, the `device` and, while the model is untrained, a `warning`; `/model` answers the
+model's registry metadata with `trained`. The app args every builder reads are listed in `bind`, `model_args`
+and `deployment_options`.
+
+Every app shares three rules for bad input and hardware (serving/README.md, "Limits"):
+- images are checked against the app's `Limits` (`workloads.images`) from their header, before any model work and
+  before batching: 413 or 422 with a one-line reason;
+- a `@serve.batch` method runs its batch through `run_isolated`, and the endpoint takes its slot with `result`:
+  when the batch fails, each item runs alone, so one bad item fails only its own request;
+- `pick_device(device)` ("auto": cuda when torch sees one, else cpu) and `place(module, device)` put every model on
+  the device the replica reserved with `num_gpus`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from ray import serve
 
-from workloads.images import MAX_PIXELS
+from workloads.images import Limits
 from workloads.registry import find_model
+
+log = logging.getLogger("ray.serve")
+
+
+def pick_device(device: str = "auto"):
+    """The torch device every app runs its models on: "auto" -> cuda when torch sees one, else cpu; any other
+    value (app arg `device`, e.g. "cpu", "cuda:0") as torch names it."""
+    from workloads.vision.fcn import pick_device as pick
+
+    return pick(device)
+
+
+def torch_device(threads: int, device: str = "auto"):
+    """Set this replica's torch threads; the device its models run on (`pick_device`)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return pick_device(device)
+
+
+def _moved(value, device):
+    """Tensors in `value` (a tensor, or tuples, lists and dicts of them) on `device`."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_moved(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _moved(v, device) for k, v in value.items()}
+    return value
+
+
+def place(module, device):
+    """`module` (a torch nn.Module) on `device`. Off the CPU, it and its direct children also take their inputs to
+    the device, and a call from outside (`model(x)`, or a sub-module call such as `model.response(x)`) hands its
+    outputs back on the CPU; calls nested inside another of them stay on the device. So workload code written for
+    CPU tensors (`torch.from_numpy(...)` in, `.numpy()` out) runs unchanged on a GPU; gradients flow through."""
+    import threading
+
+    import torch
+
+    device = torch.device(device)
+    module.to(device)
+    if device.type == "cpu":
+        return module
+    depth = threading.local()  # per thread: a health check may run beside a batch
+
+    def enter(_m, args, kwargs):
+        depth.n = getattr(depth, "n", 0) + 1
+        return _moved(args, device), _moved(kwargs, device)
+
+    def leave(_m, _args, out):
+        depth.n -= 1
+        return _moved(out, "cpu") if depth.n == 0 else out
+
+    for m in (module, *module.children()):
+        m.register_forward_pre_hook(enter, with_kwargs=True)
+        m.register_forward_hook(leave, always_call=True)
+    return module
+
+
+def devices_of(*modules) -> list[str]:
+    """The devices the parameters of `modules` are on (what /health reports as `devices`)."""
+    return sorted({str(p.device) for m in modules for p in m.parameters()})
+
+
+async def run_isolated(fn, items: list) -> list:
+    """`fn(items)` -> one result per item, in a thread (requests keep arriving and fill the next batch while it
+    runs) or awaited when `fn` is a coroutine function. When the whole batch fails, each item runs alone, so one
+    bad item fails only its own request: its slot holds the exception, which `result` raises in its handler."""
+    call = fn if inspect.iscoroutinefunction(fn) else (lambda batch: asyncio.to_thread(fn, batch))
+    try:
+        return await call(items)
+    except Exception as exc:
+        if len(items) == 1:
+            log.exception("a batch of one failed")
+            return [exc]
+        log.warning("a batch of %d failed (%s); running its items one by one", len(items), exc)
+    out: list = []
+    for item in items:
+        try:
+            out.extend(await call([item]))
+        except Exception as exc:
+            log.exception("one item of a batch failed")
+            out.append(exc)
+    return out
+
+
+def canvas_groups(shapes: list[tuple[int, ...]], budget: int) -> list[list[int]]:
+    """Indices of images of `shapes` (h, w, ...) in groups whose padded canvas (count x tallest x widest) stays
+    within `budget` pixels; a page over the budget alone is its own group. Sorting by shape first puts pages that
+    pad well together, so two pages of opposite aspect ratio never make one huge canvas."""
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    ch = cw = 0
+    for i in sorted(range(len(shapes)), key=lambda i: tuple(shapes[i][:2])):
+        h, w = shapes[i][:2]
+        nh, nw = max(ch, h), max(cw, w)
+        if cur and (len(cur) + 1) * nh * nw > budget:
+            groups.append(cur)
+            cur, nh, nw = [], h, w
+        cur.append(i)
+        ch, cw = nh, nw
+    return groups + [cur] if cur else groups
+
+
+def result(value):
+    """One request's slot of a `run_isolated` batch: its value, or its own exception raised."""
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 class ModelApp:
@@ -43,6 +166,12 @@ class ModelApp:
     note: ClassVar[str | None] = None  # said in every answer's model info, e.g. "trained on synthetic data only"
     meta: dict[str, Any]  # the model's registry metadata
     trained: bool
+    limits: Limits | None = None  # the image shapes the app accepts (None: the app reads no images itself)
+    device: Any = None  # the torch device its models run on (pick_device)
+
+    def torch_models(self) -> list:
+        """The torch modules the app runs (their devices are reported by /health)."""
+        return []
 
     def load(self, name: str, version: str, registry: str | None, **fallback: Any) -> dict[str, bytes] | None:
         """The model's files from the registry, else the builtin models; None when neither holds it, and then
@@ -71,7 +200,14 @@ class ModelApp:
     async def health_body(self) -> dict[str, Any]:
         """/health: the model must still run (`check_health`, in a thread so requests keep being served)."""
         await asyncio.to_thread(self.check_health)
-        return dict(status="ok", model=self.info())
+        return dict(status="ok", model=self.info(), **self.hardware())
+
+    def hardware(self) -> dict[str, Any]:
+        """`limits` and `device`/`devices` for /health."""
+        out: dict[str, Any] = dict(limits=self.limits.as_dict()) if self.limits else {}
+        if self.device is not None:
+            out.update(device=str(self.device), devices=devices_of(*self.torch_models()))
+        return out
 
 
 def model_ingress(api: FastAPI):
@@ -95,14 +231,18 @@ def model_ingress(api: FastAPI):
     return wrap
 
 
-def model_args(args: dict[str, Any], max_pixels: int | None = MAX_PIXELS) -> dict[str, Any]:
+def model_args(args: dict[str, Any], limits: Limits | None = Limits()) -> dict[str, Any]:
     """The model keyword arguments from app args: `registry` (default $DLWILD_REGISTRY, else registry/),
-    `version` (default latest), `threads` (torch threads, 1) and, unless `max_pixels` is None, `max_pixels`."""
+    `version` (default latest), `threads` (torch threads, 1), `device` ("auto") and, unless `limits` is None,
+    `limits`: the app's defaults with the app args `max_pixels`, `max_side`, `min_side`, `max_aspect` applied."""
     out = dict(
-        registry=args.get("registry"), version=args.get("version", "latest"), threads=int(args.get("threads", 1))
+        registry=args.get("registry"),
+        version=args.get("version", "latest"),
+        threads=int(args.get("threads", 1)),
+        device=str(args.get("device", "auto")),
     )
-    if max_pixels is not None:
-        out["max_pixels"] = int(args.get("max_pixels", max_pixels))
+    if limits is not None:
+        out["limits"] = limits.override(args)
     return out
 
 

@@ -2,8 +2,9 @@
 
 Used by every model app (/omr, /news, /face, /qc). Every POST needs a body; images come as raw bytes
 (`Content-Type: image/png`, `image/jpeg` or `application/octet-stream`) or as the `file` field of a multipart
-form. They are checked by signature and by the dimensions in their header before any pixel is decoded
-(decompression bombs), and every failure becomes a 4xx with a one-line reason. Write endpoints compare an API
+form. They are checked by signature and by the dimensions in their header against the app's `Limits` (pixels,
+sides, aspect ratio) before any pixel is decoded (decompression bombs, shapes the model cannot afford), and
+every failure becomes a 4xx with a one-line reason. Write endpoints compare an API
 key from the app's configuration (Serve app args or an environment variable), never a default in code.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from workloads.images import MAX_PIXELS, ImageError, decode_image
+from workloads.images import MAX_PIXELS, ImageError, Limits, decode_image
 from workloads.registry import RegistryError, check_name
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one upload
@@ -35,8 +36,9 @@ async def read_body(request: Request, max_bytes: int = MAX_BODY) -> bytes:
     return body
 
 
-async def read_image(request: Request, max_pixels: int = MAX_PIXELS):
-    """(gray uint8 array, raw bytes) of the uploaded image, or an HTTPException with the reason."""
+async def read_image(request: Request, limits: Limits | int = MAX_PIXELS):
+    """(gray uint8 array, raw bytes) of the uploaded image within `limits` (or a pixel limit), or an
+    HTTPException with the reason."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         await read_body(request)  # size and emptiness checks before parsing the form
@@ -54,7 +56,7 @@ async def read_image(request: Request, max_pixels: int = MAX_PIXELS):
             "application/octet-stream or multipart/form-data with a 'file' field",
         )
     try:
-        return decode_image(data, max_pixels), data
+        return decode_image(data, limits), data
     except ImageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
 

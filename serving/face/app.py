@@ -23,9 +23,19 @@ from fastapi import FastAPI, HTTPException, Request
 from ray import serve
 from starlette.datastructures import UploadFile
 
-from serving.skeleton import ModelApp, bind, model_args, model_ingress
+from serving.skeleton import (
+    ModelApp,
+    bind,
+    devices_of,
+    model_args,
+    model_ingress,
+    place,
+    result,
+    run_isolated,
+    torch_device,
+)
 from serving.uploads import IMAGE_TYPES, read_body
-from workloads.images import ImageError, decode_image
+from workloads.images import ImageError, Limits, decode_image
 
 api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
@@ -34,6 +44,10 @@ MATCH_LIMITS = (
     "other conditions', not a verified identity"
 )
 MAX_FRAMES = 8
+# Each upload is cut to its centre square at 128 px (`capture`) and the orientation net sees 32 x 32: a side under
+# 32 px would be blown up 4x, an aspect ratio over 4 leaves a centre square of a quarter of the picture. Up to
+# 9 RGB images of 16 MP each are about 430 MiB decoded.
+LIMITS = Limits(max_pixels=16_000_000, max_side=8192, min_side=32, max_aspect=4.0)
 
 
 def capture(img: np.ndarray, side: int) -> np.ndarray:
@@ -56,18 +70,19 @@ class FaceExpert:
         registry: str | None = None,
         version: str = "latest",
         threads: int = 1,
+        device: str = "auto",
         max_batch_size: int = 8,
         batch_wait_timeout_s: float = 0.005,
     ):
-        import torch
-
         from workloads.face import train
 
         if role not in ROLES:
             raise ValueError(f"unknown face expert role {role!r}")
-        torch.set_num_threads(threads)
         self.role = role
         self.models = train.load(registry, version)
+        self.device = torch_device(threads, device)
+        for net in self.models.nets.values():
+            place(net, self.device)
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -95,7 +110,11 @@ class FaceExpert:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def run(self, items: list) -> list:
-        return await asyncio.to_thread(self._compute, items)
+        return await run_isolated(self._compute, items)
+
+    def devices(self) -> dict[str, Any]:
+        """The device this expert picked and the devices its nets are on (for the ingress's /health)."""
+        return dict(device=str(self.device), devices=devices_of(*self.models.nets.values()))
 
     def check_health(self) -> None:
         """The model must still run on a small input of this role."""
@@ -110,16 +129,14 @@ class FaceVerify(ModelApp):
     task, note = "face", "models trained on synthetic data only (scikit-image pictures, synthesised attacks)"
     untrained = "untrained fallback models: no face bundle in the registry or builtin; every score is meaningless"
 
-    def __init__(
-        self, experts: dict, registry: str | None = None, version: str = "latest", max_pixels: int = 16_000_000
-    ):
+    def __init__(self, experts: dict, registry: str | None = None, version: str = "latest", limits: Limits = LIMITS):
         from workloads.face import train
 
         self.experts = experts
         self.models = train.load(registry, version)  # the whole bundle, for the fusion tree and its thresholds
         self.meta, self.trained = self.models.meta, self.models.trained
         self.capture = int(self.meta.get("capture", 128))
-        self.max_pixels = max_pixels
+        self.limits = limits
 
     async def _images(self, request: Request) -> tuple[list[np.ndarray], np.ndarray]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -149,20 +166,23 @@ class FaceVerify(ModelApp):
             if declared and declared not in IMAGE_TYPES:
                 raise HTTPException(415, f"'{what}' has content type {declared!r}: send image/png or image/jpeg")
             try:
-                return decode_image(await part.read(), self.max_pixels, mode="RGB")
+                return decode_image(await part.read(), self.limits, mode="RGB")
             except ImageError as exc:
                 raise HTTPException(exc.status, f"{what}: {exc}") from None
 
         frames = [await decode(p, "selfie") for p in selfies]
         return frames, await decode(ids[0], "id_photo")
 
-    @api.post("/verify")
+    @api.post("/verify", description=f"Image limits, each upload (defaults; app args override): {LIMITS.describe()}.")
     async def verify(self, request: Request) -> dict[str, Any]:
         frames, id_photo = await self._images(request)
         h = self.experts
         gray = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # noqa: E731
-        (sel_deg, sel_conf), (id_deg, id_conf) = await asyncio.gather(
-            h["orientation"].run.remote(gray(frames[0])), h["orientation"].run.remote(gray(id_photo))
+        (sel_deg, sel_conf), (id_deg, id_conf) = map(
+            result,
+            await asyncio.gather(
+                h["orientation"].run.remote(gray(frames[0])), h["orientation"].run.remote(gray(id_photo))
+            ),
         )
         from workloads.face.models import upright
 
@@ -177,7 +197,7 @@ class FaceVerify(ModelApp):
         ]
         if len(frames) >= 2:
             calls.append(h["motion"].run.remote(frames))
-        results = await asyncio.gather(*calls)
+        results = [result(r) for r in await asyncio.gather(*calls)]
         qual, p_low, p_high, match = results[:4]
         p_motion = results[4] if len(frames) >= 2 else None
         probs = dict(
@@ -206,19 +226,24 @@ class FaceVerify(ModelApp):
         return self.warned(body)
 
     async def health_body(self) -> dict[str, Any]:
+        hardware = {}
         for role in ROLES:  # a health call per expert replica that would answer
             await self.experts[role].check_health.remote()
-        return dict(status="ok", model=self.info(), experts=list(ROLES))
+            hardware[role] = await self.experts[role].devices.remote()
+        return dict(
+            status="ok", model=self.info(), experts=list(ROLES), limits=self.limits.as_dict(), hardware=hardware
+        )
 
 
 def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args (all optional): registry, version, max_batch_size, batch_wait_timeout_s, threads,
-    num_cpus (each expert), ingress_num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/
-    target_ongoing_requests, max_ongoing_requests, max_queued_requests, max_pixels."""
+    device and num_cpus (each expert), ingress_num_cpus, num_gpus (each expert; the ingress runs no network),
+    num_replicas | min_replicas/max_replicas/target_ongoing_requests, max_ongoing_requests, max_queued_requests,
+    max_pixels, max_side, min_side, max_aspect (each upload)."""
     args = dict(args or {})
     experts = {
         role: bind(
-            FaceExpert.options(name=f"Face_{role}"), args, num_cpus=0.05, role=role, **model_args(args, max_pixels=None)
+            FaceExpert.options(name=f"Face_{role}"), args, num_cpus=0.05, role=role, **model_args(args, limits=None)
         )
         for role in ROLES
     }
@@ -230,5 +255,5 @@ def build_app(args: dict[str, Any] | None = None):
         experts=experts,
         registry=args.get("registry"),
         version=args.get("version", "latest"),
-        max_pixels=int(args.get("max_pixels", 16_000_000)),
+        limits=LIMITS.override(args),
     )

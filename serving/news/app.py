@@ -10,12 +10,16 @@ The publisher may also come in the `serve_multiplexed_model_id` header, which le
 a replica that already holds that publisher's model. Models: `<registry>/news/<publisher>/<version>` and
 `news/preclassifier`, else the committed builtin ones, else untrained fallbacks that say so in every response.
 The API key is an app arg (`api_key`) or $DLWILD_NEWS_API_KEY; without one, /news/corrections answers 503.
+Pages, and the images of corrections, are refused beyond `workloads.vision.news.LIMITS` (413/422) before any
+model work; a batch runs each publisher's pages in groups of bounded padded canvas (`max_batch_pixels`).
 """
 
 import asyncio
 import base64
 import binascii
+import logging
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -24,12 +28,16 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 
-from serving.skeleton import bind
+from serving.skeleton import bind, canvas_groups, devices_of, place, result, run_isolated, torch_device
 from serving.uploads import check_api_key, checked_name, configured_secret, read_body, read_image
-from workloads.images import MAX_PIXELS, ImageError, decode_image
+from workloads.images import ImageError, Limits, decode_image
 from workloads.registry import BUILTIN_REGISTRY, find_model, list_models, registry_root
+from workloads.vision.corrections import check_correction
+from workloads.vision.news import LIMITS
 
 api = FastAPI(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
+log = logging.getLogger("ray.serve")
+MAX_BATCH_PIXELS = 32_000_000  # page pixels of one segmenter forward pass (it runs at half size: 8 MP)
 UNTRAINED = "untrained fallback model for {what}: no trained model in the registry or builtin; output is meaningless"
 
 
@@ -61,29 +69,40 @@ class NewsSegmenter:
         registry: str | None = None,
         api_key: str | None = None,
         corrections_db: str | None = None,
-        max_pixels: int = MAX_PIXELS,
+        device: str = "auto",
+        limits: Limits = LIMITS,
         threads: int = 1,
+        max_batch_pixels: int = MAX_BATCH_PIXELS,
         max_batch_size: int = 4,
         batch_wait_timeout_s: float = 0.005,
     ):
-        import torch
-
         from workloads.vision import news
         from workloads.vision.corrections import CorrectionStore, store_path
 
-        torch.set_num_threads(threads)
         self.registry = registry or registry_root()
         self.api_key = api_key
-        self.max_pixels = max_pixels
+        self.limits, self.max_batch_pixels = limits, max_batch_pixels
+        self.device = torch_device(threads, device)
+        self._segmenters: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.store = CorrectionStore(corrections_db or store_path())
         found = find_model("news", "preclassifier", "latest", self.registry)
         self.forest = news.load_preclassifier(*found) if found else None
         self.forest_meta = found[1] if found else dict(name="preclassifier", version=None)
         self.segment_batch.set_max_batch_size(max_batch_size)
         self.segment_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
-        trained = sorted(p for p, t in self.publishers().items() if t)
-        probe = find_model("news", trained[0], "latest", self.registry) if trained else None
-        self._probe = news.load_segmenter(*probe) if probe else news.build_model().eval()
+        self._probe = place(self._probe_model(), self.device)
+
+    def _probe_model(self):
+        """A segmenter for the health check: the first trained publisher's that loads (a corrupt model file
+        fails only its own publisher's requests, never the replica), else an untrained one."""
+        from workloads.vision import news
+
+        for pub in sorted(p for p, t in self.publishers().items() if t):
+            try:
+                return news.load_segmenter(*find_model("news", pub, "latest", self.registry))
+            except Exception as exc:
+                log.warning("news model of %s does not load (%s); not used for the health check", pub, exc)
+        return news.build_model().eval()
 
     def publishers(self) -> dict[str, bool]:
         """Publishers the app serves: trained ones (registry, builtin) and the page generator's (untrained).
@@ -108,8 +127,12 @@ class NewsSegmenter:
 
         found = await asyncio.to_thread(find_model, "news", publisher, "latest", self.registry)
         if found:
-            return Segmenter(publisher, news.load_segmenter(*found), found[1], True)
-        return Segmenter(publisher, news.build_model().eval(), dict(name=publisher, version=None), False)
+            seg = Segmenter(publisher, place(news.load_segmenter(*found), self.device), found[1], True)
+        else:
+            model = place(news.build_model().eval(), self.device)
+            seg = Segmenter(publisher, model, dict(name=publisher, version=None), False)
+        self._segmenters[publisher] = seg
+        return seg
 
     def _publisher(self, request: Request, publisher: str | None) -> str:
         name = publisher or request.headers.get("serve_multiplexed_model_id") or ""
@@ -133,7 +156,20 @@ class NewsSegmenter:
         return proba[:, list(self.forest.classes_).index(True)]
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
-    async def segment_batch(self, items: list[tuple[str, np.ndarray]]) -> list[dict]:
+    async def segment_batch(self, items: list[tuple[str, np.ndarray]]) -> list:
+        return await run_isolated(self._segment_items, items)
+
+    def _segment(self, model, pages: list[np.ndarray]) -> list[np.ndarray]:
+        """Article masks of one publisher's pages, in groups whose padded canvas stays within the budget."""
+        from workloads.vision import news
+
+        masks: list = [None] * len(pages)
+        for group in canvas_groups([p.shape for p in pages], self.max_batch_pixels):
+            for i, m in zip(group, news.segment(model, [pages[i] for i in group], self.device)):
+                masks[i] = m
+        return masks
+
+    async def _segment_items(self, items: list[tuple[str, np.ndarray]]) -> list[dict]:
         """Pre-classify every page at once, then run each publisher's model on its article pages."""
         from workloads.vision import news
 
@@ -147,7 +183,7 @@ class NewsSegmenter:
         models: dict[str, Segmenter] = {}
         for pub, idx in groups.items():
             models[pub] = await self.get_model(pub)
-            for i, m in zip(idx, await asyncio.to_thread(news.segment, models[pub].model, [images[i] for i in idx])):
+            for i, m in zip(idx, await asyncio.to_thread(self._segment, models[pub].model, [images[i] for i in idx])):
                 masks[i] = m
         results = []
         for i, (pub, _) in enumerate(items):
@@ -168,11 +204,11 @@ class NewsSegmenter:
             out.append(UNTRAINED.format(what=f"publisher {segmenter['publisher']}"))
         return out
 
-    @api.post("/segment")
+    @api.post("/segment", description=f"Page limits (defaults; app args override them): {LIMITS.describe()}.")
     async def segment(self, request: Request, publisher: str | None = Query(None)) -> dict[str, Any]:
         name = self._publisher(request, publisher)
-        img, _ = await read_image(request, self.max_pixels)
-        res = await self.segment_batch((name, img))
+        img, _ = await read_image(request, self.limits)
+        res = result(await self.segment_batch((name, img)))
         body = dict(
             publisher=name,
             is_article=res["p_article"] >= 0.5,
@@ -188,7 +224,11 @@ class NewsSegmenter:
             body["warning"] = "; ".join(warnings)
         return body
 
-    @api.post("/corrections", status_code=201)
+    @api.post(
+        "/corrections",
+        status_code=201,
+        description=f"The page image is held to the /segment limits (defaults): {LIMITS.describe()}.",
+    )
     async def corrections(self, request: Request) -> dict[str, Any]:
         check_api_key(request, self.api_key)
         raw = await read_body(request)
@@ -202,16 +242,15 @@ class NewsSegmenter:
             raise HTTPException(404, f"unknown publisher {name!r}; GET /news/publishers lists them")
         try:
             png = base64.b64decode(fix.image_base64, validate=True)
-            img = decode_image(png, self.max_pixels)
+            img = decode_image(png, self.limits)
         except (binascii.Error, ValueError) as exc:
             status = exc.status if isinstance(exc, ImageError) else 400
             raise HTTPException(status, f"image_base64: {exc}") from None
+        try:
+            check_correction(img, fix.articles, fix.is_article)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
         h, w = img.shape
-        for box in fix.articles:
-            if len(box) != 4 or not (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h):
-                raise HTTPException(422, f"article box {box} is not [x0, y0, x1, y1] inside the {w}x{h} image")
-        if fix.is_article and not fix.articles:
-            raise HTTPException(422, "an article page needs at least one article box")
         cid = await asyncio.to_thread(self.store.add, name, png, fix.articles, fix.is_article, w, h, fix.note)
         return dict(id=cid, publisher=name, stored=True, total_for_publisher=self.store.count(name))
 
@@ -227,11 +266,18 @@ class NewsSegmenter:
             preclassifier_trained=self.forest is not None,
             corrections=self.store.count(),
             publishers=self.list_publishers()["publishers"],
+            limits=self.limits.as_dict(),
+            device=str(self.device),
+            devices=devices_of(self._probe, *(m.model for m in self._loaded())),
         )
         warnings = self._warnings(None)
         if warnings:
             body["warning"] = "; ".join(warnings)
         return body
+
+    def _loaded(self) -> list[Segmenter]:
+        """The segmenters this replica holds now (those the multiplexed cache has not evicted)."""
+        return list(self._segmenters.values())
 
     def check_health(self) -> None:
         """Serve's health check: the pre-classifier and a segmenter must still run (on a blank page)."""
@@ -244,7 +290,8 @@ class NewsSegmenter:
 
 def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args: registry, api_key (else $DLWILD_NEWS_API_KEY), corrections_db, max_batch_size,
-    batch_wait_timeout_s, threads, num_cpus, num_gpus, replica and queue limits as for /omr, max_pixels."""
+    batch_wait_timeout_s, max_batch_pixels, threads, device, num_cpus, num_gpus, replica and queue limits as for
+    /omr, max_pixels, max_side, min_side, max_aspect."""
     args = dict(args or {})
     return bind(
         NewsSegmenter,
@@ -253,6 +300,8 @@ def build_app(args: dict[str, Any] | None = None):
         api_key=configured_secret(args, "api_key", "DLWILD_NEWS_API_KEY"),
         corrections_db=args.get("corrections_db"),
         registry=args.get("registry"),
-        max_pixels=int(args.get("max_pixels", MAX_PIXELS)),
+        limits=LIMITS.override(args),
         threads=int(args.get("threads", 1)),
+        device=str(args.get("device", "auto")),
+        max_batch_pixels=int(args.get("max_batch_pixels", MAX_BATCH_PIXELS)),
     )

@@ -7,9 +7,12 @@
 The model is `<registry>/omr/<model>/<version>` (registry: app arg `registry`, else $DLWILD_REGISTRY, else
 `registry/`), else the small model committed in workloads/builtin, else an untrained network, in which
 case every response and the health endpoint carry a warning.
+
+The DWD needs about 200 MiB per megapixel of its padded input, so pages are refused beyond `LIMITS` (413/422,
+before batching) and a batch runs in groups whose padded canvas stays within `max_batch_pixels`
+(`canvas_groups`): pages of opposite aspect ratio never share one canvas.
 """
 
-import asyncio
 import base64
 from typing import Any
 
@@ -17,11 +20,21 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from ray import serve
 
+from serving import skeleton
 from serving.skeleton import ModelApp, bind, model_args, model_ingress
 from serving.uploads import read_image
-from workloads.images import MAX_PIXELS
+from workloads.images import Limits
 
 api = FastAPI(title="dlwild OMR", description="Deep Watershed Detector for music symbols on page images.")
+# Music pages are about 1000 x 1400 px; 12 MP (an A4 page at 300 dpi) needs about 2.4 GiB; a single staff strip
+# is about 10:1, and the FCN pads sides to a multiple of 16 px.
+LIMITS = Limits(max_pixels=12_000_000, max_side=8192, min_side=16, max_aspect=16.0)
+MAX_BATCH_PIXELS = 16_000_000  # padded canvas of one forward pass (about 3.2 GiB)
+
+
+def _padded(side: int) -> int:
+    """A side as the FCN pads it (a multiple of 16 px)."""
+    return -(-side // 16) * 16
 
 
 @serve.deployment
@@ -35,49 +48,64 @@ class OMRDetector(ModelApp):
         registry: str | None = None,
         model: str = "dwd",
         version: str = "latest",
-        max_pixels: int = MAX_PIXELS,
+        limits: Limits = LIMITS,
         threads: int = 1,
         device: str = "auto",
+        max_batch_pixels: int = MAX_BATCH_PIXELS,
         max_batch_size: int = 8,
         batch_wait_timeout_s: float = 0.005,
     ):
-        import torch
-
         from workloads.pages.schema import classes
         from workloads.vision import dwd
-        from workloads.vision.fcn import pick_device
 
-        torch.set_num_threads(threads)
-        self.device = pick_device(device)
+        self.device = skeleton.torch_device(threads, device)
         files = self.load(model, version, registry)
         if files:
             self.model, self.classes = dwd.load(files, self.meta), list(self.meta["classes"])
         else:
             self.classes = classes("music")
             self.model = dwd.build_model(len(self.classes)).eval()
-        self.model.to(self.device)
-        self.max_pixels = max_pixels
+        skeleton.place(self.model, self.device)
+        self.limits, self.max_batch_pixels = limits, max_batch_pixels
         self.detect_batch.set_max_batch_size(max_batch_size)
         self.detect_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
-    def _run(self, images: list[np.ndarray]) -> list[list[dict]]:
+    def torch_models(self) -> list:
+        return [self.model]
+
+    def _run(self, images: list[np.ndarray]) -> list[tuple[list[dict], dict]]:
+        """(symbols, batch info) per page; the batch runs in groups of bounded padded canvas."""
         from workloads.vision import dwd
 
-        return dwd.detect(self.model, self.classes, images, self.device)
+        out: list = [None] * len(images)
+        for group in skeleton.canvas_groups([im.shape for im in images], self.max_batch_pixels):
+            pages = [images[i] for i in group]
+            canvas = len(pages) * _padded(max(p.shape[0] for p in pages)) * _padded(max(p.shape[1] for p in pages))
+            info = dict(size=len(images), group=len(group), canvas_pixels=canvas)
+            for i, symbols in zip(group, dwd.detect(self.model, self.classes, pages, self.device)):
+                out[i] = (symbols, info)
+        return out
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def detect_batch(self, images: list[np.ndarray]) -> list[list[dict]]:
-        # In a thread, so that requests keep arriving (and fill the next batch) while the model runs.
-        return await asyncio.to_thread(self._run, images)
+    async def detect_batch(self, images: list[np.ndarray]) -> list:
+        return await skeleton.run_isolated(self._run, images)
 
-    @api.post("/detect")
+    @api.post("/detect", description=f"Image limits (defaults; app args override them): {LIMITS.describe()}.")
     async def detect(
         self, request: Request, overlay: bool = False, min_score: float = Query(0.3, ge=0.0, le=1.0)
     ) -> dict[str, Any]:
-        img, _ = await read_image(request, self.max_pixels)
-        symbols = [s for s in await self.detect_batch(img) if s["score"] >= min_score]
+        img, _ = await read_image(request, self.limits)
+        found, batch = skeleton.result(await self.detect_batch(img))
+        symbols = [s for s in found if s["score"] >= min_score]
         body: dict[str, Any] = self.warned(
-            dict(model=self.info(), width=img.shape[1], height=img.shape[0], count=len(symbols), symbols=symbols)
+            dict(
+                model=self.info(),
+                width=img.shape[1],
+                height=img.shape[0],
+                count=len(symbols),
+                symbols=symbols,
+                batch=batch,
+            )
         )
         if overlay:
             import cv2
@@ -96,9 +124,14 @@ class OMRDetector(ModelApp):
 
 def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args (all optional): registry, model, version, max_batch_size, batch_wait_timeout_s,
-    threads, device, num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests,
-    max_ongoing_requests, max_queued_requests, max_pixels."""
+    max_batch_pixels, threads, device, num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/
+    target_ongoing_requests, max_ongoing_requests, max_queued_requests, max_pixels, max_side, min_side,
+    max_aspect."""
     args = dict(args or {})
     return bind(
-        OMRDetector, args, **model_args(args), model=args.get("model", "dwd"), device=args.get("device", "auto")
+        OMRDetector,
+        args,
+        **model_args(args, LIMITS),
+        model=args.get("model", "dwd"),
+        max_batch_pixels=int(args.get("max_batch_pixels", MAX_BATCH_PIXELS)),
     )

@@ -11,7 +11,6 @@ the local spatial entropy of the first layer's feature maps (workloads/qc/models
 trained on synthetic tubes only; images are turned to gray and resized to its input size.
 """
 
-import asyncio
 import base64
 from typing import Any
 
@@ -20,11 +19,14 @@ import numpy as np
 from fastapi import FastAPI, Request
 from ray import serve
 
-from serving.skeleton import ModelApp, bind, model_args, model_ingress
+from serving.skeleton import ModelApp, bind, model_args, model_ingress, place, result, run_isolated, torch_device
 from serving.uploads import read_image
-from workloads.images import MAX_PIXELS
+from workloads.images import Limits
 
 api = FastAPI(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
+# Every image is squeezed to the model's 64 x 64 input: a side under 16 px would be blown up 4x, an aspect ratio
+# over 4 squashed beyond anything the tube images it learned from look like.
+LIMITS = Limits(max_pixels=16_000_000, max_side=8192, min_side=16, max_aspect=4.0)
 
 
 @serve.deployment
@@ -37,17 +39,15 @@ class QCInspector(ModelApp):
         self,
         registry: str | None = None,
         version: str = "latest",
-        max_pixels: int = MAX_PIXELS,
+        limits: Limits = LIMITS,
         threads: int = 1,
+        device: str = "auto",
         max_batch_size: int = 8,
         batch_wait_timeout_s: float = 0.005,
     ):
-        import torch
-
         from workloads.qc import data, models
         from workloads.registry import torch_state
 
-        torch.set_num_threads(threads)
         self.model = models.DefectCNN()
         files = self.load(
             models.NAME,
@@ -60,11 +60,15 @@ class QCInspector(ModelApp):
         )
         if files:
             self.model.load_state_dict(torch_state(files["weights.pt"]))
-        self.model.eval()
+        self.device = torch_device(threads, device)
+        place(self.model.eval(), self.device)
         self.size = int(self.meta["size"])
-        self.max_pixels = max_pixels
+        self.limits = limits
         self.inspect_batch.set_max_batch_size(max_batch_size)
         self.inspect_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def torch_models(self) -> list:
+        return [self.model]
 
     def _run(self, images: list[np.ndarray]) -> list[dict]:
         from workloads.qc import models
@@ -86,12 +90,12 @@ class QCInspector(ModelApp):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def inspect_batch(self, images: list[np.ndarray]) -> list[dict]:
-        return await asyncio.to_thread(self._run, images)
+        return await run_isolated(self._run, images)
 
-    @api.post("/inspect")
+    @api.post("/inspect", description=f"Image limits (defaults; app args override them): {LIMITS.describe()}.")
     async def inspect(self, request: Request, saliency: bool = True) -> dict[str, Any]:
-        img, _ = await read_image(request, self.max_pixels)
-        r = await self.inspect_batch(img)
+        img, _ = await read_image(request, self.limits)
+        r = result(await self.inspect_batch(img))
         threshold, e_thr = float(self.meta["decision_threshold"]), float(self.meta["entropy_threshold"])
         body: dict[str, Any] = dict(
             model=self.info(),
@@ -116,6 +120,6 @@ class QCInspector(ModelApp):
 
 def build_app(args: dict[str, Any] | None = None):
     """Serve app builder; args (all optional): registry, version, max_batch_size, batch_wait_timeout_s, threads,
-    num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests, max_ongoing_requests,
-    max_queued_requests, max_pixels."""
-    return bind(QCInspector, args, num_cpus=0.1, **model_args(dict(args or {})))
+    device, num_cpus, num_gpus, num_replicas | min_replicas/max_replicas/target_ongoing_requests,
+    max_ongoing_requests, max_queued_requests, max_pixels, max_side, min_side, max_aspect."""
+    return bind(QCInspector, args, num_cpus=0.1, **model_args(dict(args or {}), LIMITS))
