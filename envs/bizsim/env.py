@@ -304,6 +304,8 @@ class BizSimEnv(ParallelEnv):
         self.invalid = np.zeros(F, np.int64)
         self.dropout = np.full(F, -1)
         self.final_score = np.zeros(F)
+        self.final_parts = np.zeros((F, len(R.SCORE_PARTS)))
+        self.stock_cost = np.zeros((F, P))  # what the goods in stock cost their firm to make (the score counts this)
         need = np.tile(self._need_base, (F, 1))
         need[:, 0] = -np.inf  # the no-op is always allowed
         need[:, self._produce_a] = self.uc
@@ -514,9 +516,14 @@ class BizSimEnv(ParallelEnv):
         scale = sold / want
         qty *= scale if self._single_market else scale[:, self._pm_p]
         self.inv -= sold
+        # goods leave the stock at their average cost: what is left keeps its share of the cost basis
+        left = self.inv + sold
+        left += 1e-12
+        np.divide(self.inv, left, out=left)
+        self.stock_cost *= left
         sales = add(qty * price, 1)
-        inv_value = self.inv @ self._uc0
-        holding = R.HOLDING * inv_value
+        holding = self.inv @ self._uc0
+        holding *= R.HOLDING
         flows = sales - self.overhead
         flows -= holding
         self.cash += flows
@@ -536,7 +543,7 @@ class BizSimEnv(ParallelEnv):
         busy -= 1.0
         np.maximum(busy, 0.0, out=busy)
         np.add(self.cash, self.book, out=self.nw)
-        self.nw += inv_value
+        self.nw += self.stock_cost[:, 0] if self.layout.P == 1 else add(self.stock_cost, 1)
         self.t += 1
         self.demand = self._draw_demand()
         any_broke = min(self.cash.tolist()) < 0 and bool(np.count_nonzero(self.alive_b & (self.cash < 0)))
@@ -561,6 +568,7 @@ class BizSimEnv(ParallelEnv):
             terms[2, broke] = 0.0
         if end:
             self.final_score[self.alive_b] = self.nw[self.alive_b]
+            self.final_parts[self.alive_b] = self.score_parts()[self.alive_b]
             outcome = self._outcomes()
             terms[0, self.alive_b] = outcome[self.alive_b]
         rewards_arr = (self._w @ terms).tolist()
@@ -603,6 +611,7 @@ class BizSimEnv(ParallelEnv):
             out = min(R.CAPACITY * (1 + self.level_i[i, u]), self.cash[i] / uc)
             cost = out * uc
             self.inv[i, p] += out
+            self.stock_cost[i, p] += cost
             self.busy[i, u] = R.BATCH_STEPS
             produced[i] = out * (1.0 / (R.CAPACITY * (1 + R.MAX_LEVEL)))
         elif v == BUILD:
@@ -701,6 +710,8 @@ class BizSimEnv(ParallelEnv):
         self.alive[broke] = 0.0
         self.dropout[broke] = self.t
         self.final_score[broke] = self.cash[broke]
+        self.final_parts[broke] = 0.0
+        self.final_parts[broke, 0] = self.cash[broke]
         self.overhead[broke] = 0.0
         for r in np.flatnonzero(np.isin(self.res_holder, np.flatnonzero(broke))).tolist():
             self._set_resource(r, -1, 0.0)
@@ -737,8 +748,17 @@ class BizSimEnv(ParallelEnv):
             winner = self.possible_agents[int(best[0])] if len(best) == 1 else None
             ranks = (key[None, :] > key[:, None]).sum(1)
             scores = dict(zip(self.possible_agents, self.final_score.tolist()))
+            rows = self.final_parts.tolist()
+            parts = {a: dict(zip(R.SCORE_PARTS, row)) for a, row in zip(self.possible_agents, rows)}
             for a in infos:
-                infos[a].update(final_scores=scores, winner=winner, rank=int(ranks[self.agent_index[a]]))
+                infos[a].update(
+                    final_scores=scores, score_parts=parts, winner=winner, rank=int(ranks[self.agent_index[a]])
+                )
+
+    def score_parts(self) -> np.ndarray:
+        """Net worth by part, one row per firm, columns `rules.SCORE_PARTS`: cash, assets (book value of the
+        factories) and stock at what it cost that firm to make, so producing unsold goods never raises a score."""
+        return np.stack([self.cash, self.book, self.stock_cost.sum(1)], axis=1)
 
     # ---- PettingZoo niceties ----------------------------------------------------------------------------------
     def render(self):

@@ -191,15 +191,25 @@ class Adaptive(Aggressive):
     """L4: invests in cost advantages first (contested resources, research), watches who leads and whether it is
     being attacked, and keeps that state within the episode.
 
-    Behind, or attacked (its brand fell since the last step), it attacks the strongest rival like L3 before
-    anything else; ahead and left alone, it defends its brand where a rival's is stronger and attacks only
-    with what is left.
+    Behind, or attacked (a rival poached from it or wages a price war in its markets), it attacks the strongest
+    rival like L3 before anything else; ahead and left alone, it defends its brand where a rival's is stronger and
+    attacks only with what is left.
     """
 
     def reset(self, seed=None):
         super().reset(seed)
         self.last_brand = None
         self.attacked = 0
+
+    def was_attacked(self, d) -> bool:
+        """A rival wages a price war in one of its markets, or its brand fell below where the drift back toward 1
+        alone would take it (own actions only raise its brand, so only a rival's poaching explains that)."""
+        if (d["rival_war"] > 0).any():
+            return True
+        if self.last_brand is None:
+            return False
+        drifted = self.last_brand * (1.0 - R.BRAND_DRIFT) + R.BRAND_DRIFT
+        return bool((d["brand"] < drifted - 1e-4).any())
 
     def defend(self, lo, d, mask, index):
         gap = d["rival_brand"].max(0) - d["brand"]
@@ -224,10 +234,9 @@ class Adaptive(Aggressive):
         return -1
 
     def choose(self, lo, d, mask, index):
-        brand = d["brand"]
-        if self.last_brand is not None and (brand < self.last_brand - 0.05).any():
+        if self.was_attacked(d):
             self.attacked = 5  # stay on guard for a few steps
-        self.last_brand = brand.copy()
+        self.last_brand = d["brand"].copy()
         behind = d["net_worth"] < d["rival_net_worth"].max()
         if behind or self.attacked > 0:
             steps = (self.produce, self.attack, self.set_price, self.research, self.expand, self.bid)
@@ -235,6 +244,33 @@ class Adaptive(Aggressive):
             steps = (self.produce, self.set_price, self.research, self.expand, self.bid, self.defend, self.attack)
         self.attacked = max(0, self.attacked - 1)
         for step in steps:
+            a = step(lo, d, mask, index)
+            if a >= 0:
+                return a
+        return 0
+
+
+class Hoarder(GreedyProducer):
+    """Not a level: the regression check of the scoring rule. Produces whenever a factory is idle, prices at the
+    top level (so little sells) and cuts its unit cost (research, resources): it would top the table if unsold
+    stock counted for more than it cost to make."""
+
+    def set_price(self, lo, d, mask, index):
+        for pm in range(lo.P * lo.M):
+            a = _valid(mask, index, (PRICE, pm // lo.M, pm % lo.M, lo.L - 1, -1))
+            if a >= 0:
+                return a
+        return -1
+
+    def produce(self, lo, d, mask, index):
+        options = [index[(PRODUCE, p, -1, -1, -1)] for p in range(lo.P)]
+        return next((a for a in options if mask[a]), -1)
+
+    def bid(self, lo, d, mask, index):
+        return next((a for a in (index[(BID, -1, -1, -1, r)] for r in range(lo.R)) if mask[a]), -1)
+
+    def choose(self, lo, d, mask, index):
+        for step in (self.produce, self.set_price, self.research, self.bid, self.expand):
             a = step(lo, d, mask, index)
             if a >= 0:
                 return a
@@ -279,11 +315,10 @@ class DriftingOpponent(Aggressive):
     def __init__(self):
         super().__init__()
         self.aggression = 0.5
-        self.walk = np.random.default_rng(0)
 
     def reset(self, seed=None):
-        super().reset(seed)
-        self.aggression = float(np.clip(self.aggression + self.walk.normal(0.0, self.drift), 0.0, 1.0))
+        super().reset(seed)  # the walk's step comes from this episode's seed: instances seeded apart drift apart
+        self.aggression = float(np.clip(self.aggression + self.rng.normal(0.0, self.drift), 0.0, 1.0))
 
 
 class OpponentPool(Opponent):
@@ -314,7 +349,13 @@ class OpponentPool(Opponent):
         return self.current.act(observation)
 
 
-NAMED = {**LEVELS, "switching": SwitchingOpponent, "drifting": DriftingOpponent, "pool": OpponentPool}
+NAMED = {
+    **LEVELS,
+    "hoarder": Hoarder,
+    "switching": SwitchingOpponent,
+    "drifting": DriftingOpponent,
+    "pool": OpponentPool,
+}
 
 
 def parse_specs(specs) -> list[str]:

@@ -8,9 +8,11 @@ envs that seat players next to a learner (`SingleAgentBizSim`, workloads.rl's mu
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
+from openskill.models import PlackettLuce
 
 from envs.bizsim.env import BizSimEnv
 from envs.bizsim.opponents import load_opponent
@@ -63,7 +65,8 @@ def win_share(rank: int, winner, me) -> float:
 def play_episode(opponents, seed=None, **config) -> dict:
     """Play one game to its end with one player (object or spec, see load_opponent) per seat.
 
-    Returns {"scores": final score per seat, "ranks": players with a higher final score, per seat, "winner": seat
+    Returns {"scores": final score per seat, "parts": its breakdown per seat ({"cash", "assets", "stock"}, which sum
+    to the score), "ranks": players with a higher final score, per seat, "winner": seat
     or None on a tie, "outcome": sparse outcome per seat, "invalid": invalid actions per seat, "steps": env steps}.
     """
     players = dict(enumerate(load_opponent(o) for o in opponents))
@@ -81,6 +84,7 @@ def play_episode(opponents, seed=None, **config) -> dict:
     winner = final["winner"]
     return {
         "scores": scores,
+        "parts": [final["score_parts"][a] for a in env.possible_agents],
         "ranks": [sum(other > mine for other in scores) for mine in scores],
         "winner": None if winner is None else env.agent_index[winner],
         "outcome": outcome.tolist(),
@@ -132,5 +136,65 @@ def ladder_table(rows) -> str:
     lines = ["| pair | episodes | win rate | Wilson 95% lower |", "|---|---|---|---|"]
     lines += [
         f"| {r['a']} vs {r['b']} | {r['episodes']} | {r['win_rate']:.3f} | {r['wilson_lower']:.3f} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def round_robin(entrants: dict, table_size: int, games: int, seed: int = 0, **config) -> list[dict]:
+    """Every combination of `table_size` entrants (name -> spec or player) plays `games` games, seats rotated, and
+    OpenSkill (Plackett-Luce) rates them from the final ranks. Rows best first: mu, sigma, the 95% interval
+    `mu -/+ 1.96 sigma`, ordinal (mu - 3 sigma), games, win share and mean score parts (cash, assets, stock)."""
+    model = PlackettLuce()
+    names = sorted(entrants)
+    players = {name: load_opponent(spec) for name, spec in entrants.items()}
+    ratings = {name: model.rating(name=name) for name in names}
+    played, wins = dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
+    parts = {name: dict.fromkeys(("cash", "assets", "stock"), 0.0) for name in names}
+    k = 0
+    for combo in itertools.combinations(names, table_size):
+        for g in range(games):
+            seated = list(combo[g % table_size :] + combo[: g % table_size])
+            result = play_episode([players[name] for name in seated], seed + k, **config)
+            k += 1
+            new = model.rate([[ratings[name]] for name in seated], ranks=result["ranks"])
+            for seat, (name, team) in enumerate(zip(seated, new)):
+                ratings[name] = team[0]
+                played[name] += 1
+                wins[name] += seat_share(result, seat)
+                for key, value in result["parts"][seat].items():
+                    parts[name][key] += value
+    rows = [
+        {
+            "player": name,
+            "mu": r.mu,
+            "sigma": r.sigma,
+            "low": r.mu - 1.96 * r.sigma,
+            "high": r.mu + 1.96 * r.sigma,
+            "ordinal": r.ordinal(),
+            "games": played[name],
+            "win_share": wins[name] / max(1, played[name]),
+            **{key: value / max(1, played[name]) for key, value in parts[name].items()},
+        }
+        for name, r in ratings.items()
+    ]
+    return sorted(rows, key=lambda row: -row["mu"])
+
+
+def strictly_ordered(rows: list[dict], order) -> bool:
+    """True when the rating intervals of `order` (weakest first) do not overlap and rise in that order."""
+    by_name = {row["player"]: row for row in rows}
+    return all(by_name[a]["high"] < by_name[b]["low"] for a, b in zip(order, order[1:]))
+
+
+def rating_table(rows: list[dict]) -> str:
+    """Round-robin ratings as a Markdown table."""
+    lines = [
+        "| player | mu | 95% interval | games | win share | cash | assets | stock |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['player']} | {r['mu']:.2f} | [{r['low']:.2f}, {r['high']:.2f}] | {r['games']} | {r['win_share']:.3f} | "
+        f"{r['cash']:.0f} | {r['assets']:.0f} | {r['stock']:.0f} |"
+        for r in rows
     ]
     return "\n".join(lines)

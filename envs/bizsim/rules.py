@@ -45,7 +45,8 @@ BRAND_MIN, BRAND_MAX, BRAND_DRIFT = 0.1, 5.0, 0.02
 BID_RESERVE, OUTBID = 15.0, 1.3
 OVERHEAD_BASE, OVERHEAD_FACTORY = 0.5, 0.3
 RESERVE = 20.0  # investments and campaigns need this much cash left after paying (production does not)
-HOLDING = 0.005  # per step, fraction of inventory value (at tech-0 unit cost)
+HOLDING = 0.005  # per step, fraction of inventory value (at tech-0 unit cost: storage, whatever the goods cost)
+SCORE_PARTS = ("cash", "assets", "stock")  # net worth = cash + factories at book value + stock at its own cost
 ELASTICITY = 2.0
 DEMAND_PER_FIRM = 3.0  # units per step per market (before size and noise), times n_firms
 OUTSIDE_OPTION = 0.5  # attractiveness of not buying, times n_firms

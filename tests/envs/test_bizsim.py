@@ -29,6 +29,7 @@ from envs.bizsim import (
 )
 from envs.bizsim import rules as R
 from envs.bizsim.opponents import DriftingOpponent, SwitchingOpponent
+from envs.bizsim.play import play_step, reset_players
 
 VARIANTS = [dict(), dict(mask=False), dict(encoding="factorised"), dict(encoding="factorised", mask=False)]
 
@@ -371,3 +372,51 @@ def test_out_of_range_actions_are_refused():
     f.reset(seed=0)
     with pytest.raises(ValueError, match="MultiDiscrete"):
         f.step({a: np.array([1, 99, 0]) for a in f.agents})
+
+
+def _states_with_idle_factories(complexity, episodes=3):
+    """(env copy, firm, tech, resource held) from L4 games: states where the firm could start a batch now."""
+    for seed in range(episodes):
+        e = parallel_env(complexity=complexity)
+        players = {i: load_opponent("L4") for i in range(e.n_firms)}
+        e.reset(seed=seed)
+        reset_players(players, seed)
+        while e.agents:
+            for i in range(e.n_firms):
+                produce = [
+                    a for a in np.flatnonzero(e.flat_observation(i)["action_mask"]) if e.layout.verb[a] == R.PRODUCE
+                ]
+                if produce and e.t % 7 == i:
+                    p = int(e.layout.prod[produce[0]])
+                    yield copy.deepcopy(e), i, int(produce[0]), int(e.tech_i[i, p]), bool(e.held[i, p] > 0)
+            play_step(e, players)
+
+
+@pytest.mark.parametrize("complexity", [1, 2, 3, 4])
+def test_producing_unsold_goods_never_raises_a_score(complexity):
+    """From the same state, a firm that starts a batch nobody will ever buy (demand gone from now on, every firm idle
+    afterwards) ends with a lower score than the same firm idling: stock counts at what it cost that firm, so cheaper
+    production (research, a held resource) is no way to print score."""
+    seen = set()
+    for e, i, produce, tech, held in _states_with_idle_factories(complexity):
+        seen.add((tech > 0, held))
+        games = []
+        for action in (produce, 0):
+            g = copy.deepcopy(e)
+            g.demand = 0.0 * g.demand  # no buyer from this step on
+            g._demand_path[:] = 0.0
+            actions = {g.possible_agents[i]: action}
+            infos = {}
+            while g.agents:
+                _, _, _, _, infos = g.step(actions)
+                actions = {}
+            final = next(iter(infos.values()))
+            score = final["final_scores"][e.possible_agents[i]]
+            assert sum(final["score_parts"][e.possible_agents[i]].values()) == pytest.approx(score)
+            survived = g.dropout[i] < 0  # a bankrupt firm ranks below survivors, earlier dropouts lower
+            games.append((survived, g.t if survived else int(g.dropout[i]), score))
+        made, idled = games
+        assert made < idled, (complexity, tech, held, made, idled)
+    assert (True, False) in seen and (False, False) in seen, seen  # researched and not
+    if complexity > 1:
+        assert any(held for _, held in seen), seen
