@@ -9,7 +9,7 @@ episode ends at the horizon, when one firm is left, or when one firm holds `domi
 | Import             | `from envs.bizsim import parallel_env` (AEC: `from envs.bizsim import env`)             |
 |--------------------|------------------------------------------------------------------------------------------|
 | Agents             | `firm_0` ... `firm_{n_firms-1}` (2..8, default 4)                                        |
-| Action (flat)      | `Discrete(N)`: N = 18 / 70 / 257 / 1550 at complexity 1 / 2 / 3 / 4; 0 = no-op            |
+| Action (flat)      | `Discrete(N)`: N = 18 / 58 / 210 / 1486 at complexity 1 / 2 / 3 / 4; 0 = no-op             |
 | Action (factorised)| `MultiDiscrete([N, slots, n_firms - 1])` = [WHAT, WHICH unit, WHICH rival]                |
 | Observation        | `Dict(observations=Box(float32, obs_size), action_mask=Box(int8, mask_size))`             |
 | Observation values | own state, market state, time, then each rival's public state (seat order after own)      |

@@ -267,10 +267,18 @@ class Hoarder(GreedyProducer):
         return next((a for a in options if mask[a]), -1)
 
     def bid(self, lo, d, mask, index):
-        return next((a for a in (index[(BID, -1, -1, -1, r)] for r in range(lo.R)) if mask[a]), -1)
+        made = set(d["slot_product"][d["slot_product"] >= 0].tolist())
+        return next(
+            (
+                index[(BID, -1, -1, -1, r)]
+                for r in range(lo.R)
+                if mask[index[(BID, -1, -1, -1, r)]] and r % lo.P in made
+            ),
+            -1,
+        )
 
     def choose(self, lo, d, mask, index):
-        for step in (self.produce, self.set_price, self.research, self.bid, self.expand):
+        for step in (self.bid, self.produce, self.set_price, self.research, self.expand):
             a = step(lo, d, mask, index)
             if a >= 0:
                 return a

@@ -11,13 +11,15 @@ from functools import cache
 
 import numpy as np
 
-# Sizes that the `complexity` knob grows: products, markets, unit slots (factories), contested resources, and
-# price levels (which multiply the product x market targets of the price action).
+# Sizes that the `complexity` knob grows: products, markets, unit slots (factories), contested resources and price
+# levels. The strategic axes grow (products x markets is what campaigns target, slots what the WHICH-unit part of a
+# factorised action picks); the price grid stays at three levels (low, middle, high), so price actions stay about
+# half of the flat actions instead of swamping them.
 COMPLEXITY = {
     1: dict(products=1, markets=2, slots=3, resources=1, price_levels=3),
-    2: dict(products=2, markets=3, slots=5, resources=2, price_levels=7),
-    3: dict(products=4, markets=5, slots=8, resources=3, price_levels=9),
-    4: dict(products=8, markets=10, slots=12, resources=4, price_levels=16),
+    2: dict(products=2, markets=4, slots=6, resources=2, price_levels=3),
+    3: dict(products=4, markets=8, slots=10, resources=4, price_levels=3),
+    4: dict(products=12, markets=20, slots=16, resources=8, price_levels=3),
 }
 
 # Verbs (the WHAT of an action).  Which unit / target a flat action uses is picked by rules (see env.py).
@@ -205,6 +207,12 @@ def layout(n_firms: int, complexity: int) -> Layout:
 def flat_action_counts() -> dict:
     """Flat action count per complexity level (independent of n_firms)."""
     return {c: layout(2, c).n_actions for c in COMPLEXITY}
+
+
+def action_counts_by_verb(complexity: int) -> dict:
+    """Flat actions per verb name at one complexity level (the README's table per axis)."""
+    lo = layout(2, complexity)
+    return {name: int((lo.verb == v).sum()) for v, name in enumerate(VERB_NAMES)}
 
 
 @cache

@@ -375,10 +375,10 @@ def test_out_of_range_actions_are_refused():
 
 
 def _states_with_idle_factories(complexity, episodes=3):
-    """(env copy, firm, tech, resource held) from L4 games: states where the firm could start a batch now."""
+    """(env copy, firm, tech, resource held) from mixed games: states where the firm could start a batch now."""
     for seed in range(episodes):
         e = parallel_env(complexity=complexity)
-        players = {i: load_opponent("L4") for i in range(e.n_firms)}
+        players = dict(enumerate(load_opponent(spec) for spec in ("L4", "hoarder", "L3", "L2")))
         e.reset(seed=seed)
         reset_players(players, seed)
         while e.agents:
@@ -387,8 +387,10 @@ def _states_with_idle_factories(complexity, episodes=3):
                     a for a in np.flatnonzero(e.flat_observation(i)["action_mask"]) if e.layout.verb[a] == R.PRODUCE
                 ]
                 if produce and e.t % 7 == i:
-                    p = int(e.layout.prod[produce[0]])
-                    yield copy.deepcopy(e), i, int(produce[0]), int(e.tech_i[i, p]), bool(e.held[i, p] > 0)
+                    # the product with a held resource first (it is made cheapest), then the most researched
+                    a = max(produce, key=lambda a: (e.held[i, e.layout.prod[a]], e.tech_i[i, e.layout.prod[a]]))
+                    p = int(e.layout.prod[a])
+                    yield copy.deepcopy(e), i, int(a), int(e.tech_i[i, p]), bool(e.held[i, p] > 0)
             play_step(e, players)
 
 
