@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI
 from ray import serve
 
+from serving.schemas import Health, ModelMetadata, errors
 from workloads.images import Limits
 from workloads.registry import find_model
 
@@ -220,12 +221,12 @@ def model_ingress(api: FastAPI):
         def model_info(self) -> dict[str, Any]:
             return dict(self.meta, trained=self.trained)
 
-        for path, route in (("/health", health), ("/model", model_info)):
+        for path, route, model in (("/health", health, Health), ("/model", model_info, ModelMetadata)):
             # Fresh functions named as the class's own methods: Serve binds the routes whose qualname is in the
             # class's MRO, and no two apps share (and re-sign) one endpoint function.
             route.__qualname__ = f"{cls.__qualname__}.{route.__name__}"
             setattr(cls, route.__name__, route)
-            api.get(path)(route)
+            api.get(path, response_model=model, response_model_exclude_unset=True, responses=errors(500))(route)
         return serve.ingress(api)(cls)
 
     return wrap

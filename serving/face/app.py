@@ -19,10 +19,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, File, HTTPException, Request, UploadFile
 from ray import serve
-from starlette.datastructures import UploadFile
+from starlette.datastructures import UploadFile as StarletteUpload
 
+from serving import uploads
+from serving.schemas import Verification, errors
 from serving.skeleton import (
     ModelApp,
     bind,
@@ -34,10 +36,10 @@ from serving.skeleton import (
     run_isolated,
     torch_device,
 )
-from serving.uploads import IMAGE_TYPES, read_body
+from serving.uploads import IMAGE_TYPES
 from workloads.images import ImageError, Limits, decode_image
 
-api = FastAPI(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
+api = uploads.api(title="dlwild face-ID", description="Selfie vs ID photo: orientation, quality, anti-spoofing, match.")
 ROLES = ("orientation", "quality", "patch_low", "patch_high", "motion", "matcher")
 MATCH_LIMITS = (
     "the matcher learned from one picture per person: a high score means 'same picture seen under "
@@ -48,6 +50,17 @@ MAX_FRAMES = 8
 # 32 px would be blown up 4x, an aspect ratio over 4 leaves a centre square of a quarter of the picture. Up to
 # 9 RGB images of 16 MP each are about 430 MiB decoded.
 LIMITS = Limits(max_pixels=16_000_000, max_side=8192, min_side=32, max_aspect=4.0)
+
+
+def multipart_only(request: Request) -> None:
+    """415 unless the request is a multipart form (checked before FastAPI reports missing fields)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        raise HTTPException(
+            415,
+            f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data with "
+            "'selfie' (1 to 8 parts) and 'id_photo' file fields",
+        )
 
 
 def capture(img: np.ndarray, side: int) -> np.ndarray:
@@ -139,20 +152,8 @@ class FaceVerify(ModelApp):
         self.limits = limits
 
     async def _images(self, request: Request) -> tuple[list[np.ndarray], np.ndarray]:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "multipart/form-data":
-            raise HTTPException(
-                415,
-                f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data with "
-                "'selfie' (1 to 8 parts) and 'id_photo' file fields",
-            )
-        await read_body(request)  # size and emptiness checks before parsing the form
-        try:
-            form = await request.form(max_files=MAX_FRAMES + 1)
-        except HTTPException:
-            raise
-        except Exception as exc:  # malformed multipart bodies
-            raise HTTPException(400, f"could not parse the multipart form: {exc}") from None
+        """The selfie frames and the ID photo (FastAPI parsed the form; several parts of a name are read here)."""
+        form = await request.form()  # cached: the form FastAPI parsed
         selfies, ids = form.getlist("selfie"), form.getlist("id_photo")
         if not selfies or len(ids) != 1:
             raise HTTPException(400, "need 'selfie' (1 to 8 file parts) and exactly one 'id_photo' file part")
@@ -160,7 +161,7 @@ class FaceVerify(ModelApp):
             raise HTTPException(400, f"at most {MAX_FRAMES} selfie frames, got {len(selfies)}")
 
         async def decode(part, what: str) -> np.ndarray:
-            if not isinstance(part, UploadFile):
+            if not isinstance(part, StarletteUpload):
                 raise HTTPException(400, f"'{what}' must be a file part, not a text field")
             declared = (part.content_type or "").split(";")[0].strip().lower()
             if declared and declared not in IMAGE_TYPES:
@@ -173,8 +174,24 @@ class FaceVerify(ModelApp):
         frames = [await decode(p, "selfie") for p in selfies]
         return frames, await decode(ids[0], "id_photo")
 
-    @api.post("/verify", description=f"Image limits, each upload (defaults; app args override): {LIMITS.describe()}.")
-    async def verify(self, request: Request) -> dict[str, Any]:
+    @api.post(
+        "/verify",
+        response_model=Verification,
+        response_model_exclude_unset=True,
+        responses=errors(400, 413, 415, 422, 500, 503),
+        description=f"Verify a selfie (1 to {MAX_FRAMES} frames: repeat the `selfie` field) against an ID photo, as a "
+        f"multipart form. Each upload is a PNG or JPEG; limits, each upload (defaults; app args override): "
+        f"{LIMITS.describe()}; the whole body at most {uploads.MAX_BODY // 2**20} MiB.",
+        dependencies=[Depends(multipart_only)],
+    )
+    async def verify(
+        self,
+        request: Request,
+        selfie: list[UploadFile] = File(
+            ..., description=f"the selfie: one picture, or 2 to {MAX_FRAMES} frames of a short clip (motion expert)"
+        ),
+        id_photo: UploadFile = File(..., description="the ID document's photo"),
+    ) -> dict[str, Any]:
         frames, id_photo = await self._images(request)
         h = self.experts
         gray = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # noqa: E731

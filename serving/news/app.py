@@ -1,6 +1,7 @@
 """`/news`: newspaper page segmentation, one model per publisher (`@serve.multiplexed`), and corrections.
 
-    POST /news/segment?publisher=NAME   body: a PNG or JPEG page -> non-article verdict or article regions
+    POST /news/segment?publisher=NAME   body: a PNG or JPEG page (multipart field `file`, or raw image/png /
+                                        image/jpeg) -> non-article verdict or article regions
     POST /news/corrections              JSON {publisher, image_base64, is_article, articles: [[x0, y0, x1, y1]]},
                                         header X-API-Key; stored in an embedded SQLite file for retraining
     GET  /news/publishers               publishers with a model, and whether each is trained
@@ -24,29 +25,46 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import HTTPException, Query, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader
+from pydantic import ValidationError
 from ray import serve
 
+from serving import uploads
+from serving.schemas import Correction, NewsHealth, Publishers, Segmentation, Stored, errors
 from serving.skeleton import bind, canvas_groups, devices_of, place, result, run_isolated, torch_device
-from serving.uploads import check_api_key, checked_name, configured_secret, read_body, read_image
+from serving.uploads import (
+    check_api_key,
+    checked_name,
+    configured_secret,
+    image_body,
+    image_file,
+    read_body,
+    read_image,
+)
 from workloads.images import ImageError, Limits, decode_image
 from workloads.registry import BUILTIN_REGISTRY, find_model, list_models, registry_root
 from workloads.vision.corrections import check_correction
 from workloads.vision.news import LIMITS
 
-api = FastAPI(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
+api = uploads.api(title="dlwild news", description="Article segmentation of newspaper pages, per publisher.")
 log = logging.getLogger("ray.serve")
 MAX_BATCH_PIXELS = 32_000_000  # page pixels of one segmenter forward pass (it runs at half size: 8 MP)
 UNTRAINED = "untrained fallback model for {what}: no trained model in the registry or builtin; output is meaningless"
 
 
-class Correction(BaseModel):
-    publisher: str = Field(description="the publisher whose model should learn from this page")
-    image_base64: str = Field(min_length=1, description="the page as base64 PNG or JPEG")
-    is_article: bool = Field(True, description="false for classifieds, TV, share prices, sports results pages")
-    articles: list[list[float]] = Field(default_factory=list, description="article boxes [x0, y0, x1, y1] px")
-    note: str = Field("", max_length=1000)
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="the app's key (app arg `api_key`)")
+
+
+# The corrections body as the OpenAPI states it; the endpoint parses it itself, after the API key check, so a
+# request without the key answers 401 whatever its body.
+CORRECTION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": Correction.model_json_schema()}},
+        "description": f"The page (base64 PNG or JPEG) is held to the /segment limits: {LIMITS.describe()}.",
+    }
+}
 
 
 class Segmenter:
@@ -204,10 +222,24 @@ class NewsSegmenter:
             out.append(UNTRAINED.format(what=f"publisher {segmenter['publisher']}"))
         return out
 
-    @api.post("/segment", description=f"Page limits (defaults; app args override them): {LIMITS.describe()}.")
-    async def segment(self, request: Request, publisher: str | None = Query(None)) -> dict[str, Any]:
+    @api.post(
+        "/segment",
+        response_model=Segmentation,
+        response_model_exclude_unset=True,
+        responses=errors(400, 404, 413, 415, 422, 500, 503),
+        description=f"Segment a page. Page limits (defaults; app args override them): {LIMITS.describe()}.",
+        openapi_extra=image_body(LIMITS, "The page"),
+    )
+    async def segment(
+        self,
+        request: Request,
+        file: UploadFile = image_file("the page"),
+        publisher: str | None = Query(
+            None, description="whose model segments the page (or the serve_multiplexed_model_id header)"
+        ),
+    ) -> dict[str, Any]:
         name = self._publisher(request, publisher)
-        img, _ = await read_image(request, self.limits)
+        img, _ = await read_image(request, self.limits, file)
         res = result(await self.segment_batch((name, img)))
         body = dict(
             publisher=name,
@@ -227,9 +259,13 @@ class NewsSegmenter:
     @api.post(
         "/corrections",
         status_code=201,
-        description=f"The page image is held to the /segment limits (defaults): {LIMITS.describe()}.",
+        response_model=Stored,
+        responses=errors(400, 401, 404, 413, 415, 422, 503),
+        description=f"Store a corrected page (needs X-API-Key). The page image is held to the /segment limits "
+        f"(defaults): {LIMITS.describe()}.",
+        openapi_extra=CORRECTION_BODY,
     )
-    async def corrections(self, request: Request) -> dict[str, Any]:
+    async def corrections(self, request: Request, _key: str | None = Security(API_KEY)) -> dict[str, Any]:
         check_api_key(request, self.api_key)
         raw = await read_body(request)
         try:
@@ -254,11 +290,11 @@ class NewsSegmenter:
         cid = await asyncio.to_thread(self.store.add, name, png, fix.articles, fix.is_article, w, h, fix.note)
         return dict(id=cid, publisher=name, stored=True, total_for_publisher=self.store.count(name))
 
-    @api.get("/publishers")
+    @api.get("/publishers", response_model=Publishers)
     def list_publishers(self) -> dict[str, Any]:
         return dict(publishers=[dict(name=p, trained=t) for p, t in sorted(self.publishers().items())])
 
-    @api.get("/health")
+    @api.get("/health", response_model=NewsHealth, response_model_exclude_unset=True, responses=errors(500))
     async def health(self) -> dict[str, Any]:
         await asyncio.to_thread(self.check_health)
         body = dict(

@@ -1,6 +1,7 @@
 """`/omr`: music symbol detection with the DWD model from the registry, batched by `@serve.batch`.
 
-    POST /omr/detect[?overlay=true&min_score=0.3]   body: a PNG or JPEG page -> {"symbols": [{label, score, box}]}
+    POST /omr/detect[?overlay=true&min_score=0.3]   body: a PNG or JPEG page (multipart field `file`, or raw
+                                                     image/png / image/jpeg) -> {"symbols": [{label, score, box}]}
     GET  /omr/health                                 runs the model; says whether it is trained
     GET  /omr/model                                  the model's registry metadata
 
@@ -17,15 +18,16 @@ import base64
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Query, Request, UploadFile
 from ray import serve
 
-from serving import skeleton
+from serving import skeleton, uploads
+from serving.schemas import Detection, errors
 from serving.skeleton import ModelApp, bind, model_args, model_ingress
-from serving.uploads import read_image
+from serving.uploads import image_body, image_file, read_image
 from workloads.images import Limits
 
-api = FastAPI(title="dlwild OMR", description="Deep Watershed Detector for music symbols on page images.")
+api = uploads.api(title="dlwild OMR", description="Deep Watershed Detector for music symbols on page images.")
 # Music pages are about 1000 x 1400 px; 12 MP (an A4 page at 300 dpi) needs about 2.4 GiB; a single staff strip
 # is about 10:1, and the FCN pads sides to a multiple of 16 px.
 LIMITS = Limits(max_pixels=12_000_000, max_side=8192, min_side=16, max_aspect=16.0)
@@ -90,11 +92,22 @@ class OMRDetector(ModelApp):
     async def detect_batch(self, images: list[np.ndarray]) -> list:
         return await skeleton.run_isolated(self._run, images)
 
-    @api.post("/detect", description=f"Image limits (defaults; app args override them): {LIMITS.describe()}.")
+    @api.post(
+        "/detect",
+        response_model=Detection,
+        response_model_exclude_unset=True,
+        responses=errors(400, 413, 415, 422, 500, 503),
+        description=f"Symbols on a music page. Image limits (defaults; app args override them): {LIMITS.describe()}.",
+        openapi_extra=image_body(LIMITS, "The page"),
+    )
     async def detect(
-        self, request: Request, overlay: bool = False, min_score: float = Query(0.3, ge=0.0, le=1.0)
+        self,
+        request: Request,
+        file: UploadFile = image_file("the page"),
+        overlay: bool = Query(False, description="also answer the page with the boxes drawn (overlay_png)"),
+        min_score: float = Query(0.3, ge=0.0, le=1.0, description="answer symbols scoring at least this"),
     ) -> dict[str, Any]:
-        img, _ = await read_image(request, self.limits)
+        img, _ = await read_image(request, self.limits, file)
         found, batch = skeleton.result(await self.detect_batch(img))
         symbols = [s for s in found if s["score"] >= min_score]
         body: dict[str, Any] = self.warned(

@@ -16,14 +16,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Query, Request, UploadFile
 from ray import serve
 
+from serving import uploads
+from serving.schemas import Inspection, errors
 from serving.skeleton import ModelApp, bind, model_args, model_ingress, place, result, run_isolated, torch_device
-from serving.uploads import read_image
+from serving.uploads import image_body, image_file, read_image
 from workloads.images import Limits
 
-api = FastAPI(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
+api = uploads.api(title="dlwild QC", description="Defects on transparent tubes, with saliency and adversarial check.")
 # Every image is squeezed to the model's 64 x 64 input: a side under 16 px would be blown up 4x, an aspect ratio
 # over 4 squashed beyond anything the tube images it learned from look like.
 LIMITS = Limits(max_pixels=16_000_000, max_side=8192, min_side=16, max_aspect=4.0)
@@ -80,7 +82,7 @@ class QCInspector(ModelApp):
             ]
         )
         probs = models.predict(self.model, x)
-        entropy = models.spatial_entropy(self.model, x, self.meta["entropy_scale"])
+        entropy = models.adversarial_score(self.model, x, self.meta)  # the bundle's detector, else the entropy
         sal = models.guided_backprop(self.model, x)
         out = []
         for img, p, e, s in zip(x, probs, entropy, sal):
@@ -92,9 +94,21 @@ class QCInspector(ModelApp):
     async def inspect_batch(self, images: list[np.ndarray]) -> list[dict]:
         return await run_isolated(self._run, images)
 
-    @api.post("/inspect", description=f"Image limits (defaults; app args override them): {LIMITS.describe()}.")
-    async def inspect(self, request: Request, saliency: bool = True) -> dict[str, Any]:
-        img, _ = await read_image(request, self.limits)
+    @api.post(
+        "/inspect",
+        response_model=Inspection,
+        response_model_exclude_unset=True,
+        responses=errors(400, 413, 415, 422, 500, 503),
+        description=f"Inspect one tube image. Image limits (defaults; app args override them): {LIMITS.describe()}.",
+        openapi_extra=image_body(LIMITS, "The tube image"),
+    )
+    async def inspect(
+        self,
+        request: Request,
+        file: UploadFile = image_file("the tube image"),
+        saliency: bool = Query(True, description="also answer the saliency map (saliency_png)"),
+    ) -> dict[str, Any]:
+        img, _ = await read_image(request, self.limits, file)
         r = result(await self.inspect_batch(img))
         threshold, e_thr = float(self.meta["decision_threshold"]), float(self.meta["entropy_threshold"])
         body: dict[str, Any] = dict(
