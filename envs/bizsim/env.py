@@ -42,6 +42,7 @@ _CONFIG_DEFAULTS = dict(
     horizon=100,
     dominance=0.9,
     reward_weights=None,
+    stock_value="cost",
     render_mode=None,
 )
 
@@ -59,6 +60,7 @@ def validate_config(config: dict) -> dict:
         "mask": lambda v: isinstance(v, (bool, np.bool_)),
         "horizon": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
         "dominance": lambda v: isinstance(v, (int, float)) and 0.5 < v <= 1.0,
+        "stock_value": lambda v: v in ("cost", "tech0"),
         "render_mode": lambda v: v is None,
     }
     hints = {
@@ -68,6 +70,7 @@ def validate_config(config: dict) -> dict:
         "mask": "a bool",
         "horizon": "an int >= 1",
         "dominance": "a number in (0.5, 1]",
+        "stock_value": "'cost' or 'tech0'",
         "render_mode": "None (bizsim has no rendering)",
     }
     for key, ok in checks.items():
@@ -130,6 +133,7 @@ class BizSimEnv(ParallelEnv):
         self.n_firms, self.complexity, self.horizon = cfg["n_firms"], cfg["complexity"], cfg["horizon"]
         self.encoding, self.masked = cfg["encoding"], bool(cfg["mask"])
         self.dominance = float(cfg["dominance"])
+        self.stock_at_cost = cfg["stock_value"] == "cost"
         self.reward_weights = cfg["reward_weights"]
         self._w = np.array([self.reward_weights[k] for k in R.REWARD_TERMS])
         self.layout = lo = layout(self.n_firms, self.complexity)
@@ -543,7 +547,10 @@ class BizSimEnv(ParallelEnv):
         busy -= 1.0
         np.maximum(busy, 0.0, out=busy)
         np.add(self.cash, self.book, out=self.nw)
-        self.nw += self.stock_cost[:, 0] if self.layout.P == 1 else add(self.stock_cost, 1)
+        if self.stock_at_cost:
+            self.nw += self.stock_cost[:, 0] if self.layout.P == 1 else add(self.stock_cost, 1)
+        else:  # the old, exploitable rule (see README): kept to re-score games of policies trained on it
+            self.nw += self.inv @ self._uc0
         self.t += 1
         self.demand = self._draw_demand()
         any_broke = min(self.cash.tolist()) < 0 and bool(np.count_nonzero(self.alive_b & (self.cash < 0)))
@@ -757,8 +764,10 @@ class BizSimEnv(ParallelEnv):
 
     def score_parts(self) -> np.ndarray:
         """Net worth by part, one row per firm, columns `rules.SCORE_PARTS`: cash, assets (book value of the
-        factories) and stock at what it cost that firm to make, so producing unsold goods never raises a score."""
-        return np.stack([self.cash, self.book, self.stock_cost.sum(1)], axis=1)
+        factories) and stock at what it cost that firm to make, so producing unsold goods never raises a score
+        (with `stock_value="tech0"`, the old rule, stock at the tech-0 unit cost instead)."""
+        stock = self.stock_cost.sum(1) if self.stock_at_cost else self.inv @ self._uc0
+        return np.stack([self.cash, self.book, stock], axis=1)
 
     # ---- PettingZoo niceties ----------------------------------------------------------------------------------
     def render(self):

@@ -46,6 +46,9 @@ def _cli(*args):
         (["workloads.rl", "--opponents", "L1,no_such_pkg.mod:Bot"], "cannot load opponent 'no_such_pkg.mod:Bot'"),
         (["workloads.rl.evaluate", "--checkpoint", ".", "--opponents", "nope"], "unknown opponent 'nope'"),
         (["workloads.rl.evaluate", "--checkpoint", ".", "--episodes", "0"], "--episodes must be at least 1"),
+        (["workloads.rl.evaluate", "--checkpoint", ".", "--tables", "mixed,round"], "--tables: 'round' is not one of"),
+        (["workloads.rl", "--curriculum", "--eval-interval", "0"], "--curriculum advances on the periodic evaluation"),
+        (["workloads.rl", "--eval-tables", "pairs"], "--eval-tables: invalid choice: 'pairs'"),
         (["workloads.rl.compare", "--algos", "ppo,a2c"], "--algos: unknown algorithm 'a2c'"),
         (["workloads.rl.compare", "--seeds", "0"], "--seeds must be at least 1"),
         (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
@@ -244,6 +247,14 @@ def test_evaluate_against_an_import_path(ppo_checkpoint, tmp_path):
     result = json.loads(out.read_text())
     first = result["opponents"][0]
     assert first["opponent"] == "envs.bizsim.opponents:GreedyProducer" and first["episodes"] == 4
+    assert [(r["table"], r["opponent"]) for r in result["opponents"]][1:3] == [
+        ("mixed", "L1"),
+        ("copies", first["opponent"]),
+    ]
+    assert first["players"] == ["learner", "L2", "L4", first["opponent"]]
+    for name in first["players"]:  # every player's score breakdown, and its parts add up to its score
+        part = first["parts"][name]
+        assert part["cash"] + part["assets"] + part["stock"] == pytest.approx(part["score"])
     assert 0.0 <= first["wilson_low"] <= first["win_rate"] <= first["wilson_high"] <= 1.0
     assert {r["player"] for r in result["rating"]} >= {"learner", "L0", "L4", "envs.bizsim.opponents:GreedyProducer"}
     assert result["game"]["complexity"] == 1
@@ -253,10 +264,25 @@ def test_evaluation_plays_only_the_evaluation_opponents(tmp_path):
     """RLlib merges evaluation_config dicts into the training config: the eval mix must replace, not extend."""
     from envs.bizsim.opponents import parse_mix
 
-    cfg = RLConfig(opponents="L1,L3", eval_opponents="L2")
-    cfg.validate()
-    evaluation = build_algo_config(cfg, tmp_path).get_evaluation_config_object()
-    assert parse_mix(evaluation.env_config["opponents"]) == {"L2": 1.0}
+    for tables, mix in (("copies", {"L2": 1.0}), ("mixed", {"L2+L4+L2": 1.0})):
+        cfg = RLConfig(opponents="L1,L3", eval_opponents="L2", eval_tables=tables)
+        cfg.validate()
+        evaluation = build_algo_config(cfg, tmp_path).get_evaluation_config_object()
+        assert parse_mix(evaluation.env_config["opponents"]) == mix
+
+
+def test_a_table_spec_seats_its_players_in_rotated_order():
+    from envs.bizsim.opponents import Adaptive, GreedyProducer, RandomValid
+    from workloads.rl.env import BizSimMultiAgentEnv
+
+    env = BizSimMultiAgentEnv({"opponents": ["L2+L4+L1"], "seed": 3})
+    orders = set()
+    for _ in range(12):
+        env.reset()
+        seated = [type(env.players[s]) for s in sorted(env.players)]
+        assert sorted(c.__name__ for c in seated) == sorted(c.__name__ for c in (Adaptive, GreedyProducer, RandomValid))
+        orders.add(tuple(seated))
+    assert len(orders) > 1
 
 
 RESUMABLE = [
@@ -358,3 +384,19 @@ def test_training_resumes_after_sigkill_without_losing_or_repeating_iterations(t
     for path in summary["outputs"].values():
         assert Path(path).exists(), path
     assert json.loads((out / "checkpoint" / "run_state.json").read_text())["iteration"] == stop
+
+
+def test_a_short_ppo_run_learns_to_beat_random_play(tmp_path):
+    """The learning test: a few minutes of the default PPO against L1 must win at least 80% of the final
+    evaluation's games against three copies of L1 (`--as-test` exits 1 otherwise). It fails when learning breaks
+    (a module, mask, reward or evaluation bug), which the plumbing tests above would not notice."""
+    out = tmp_path / "learn"
+    args = ["workloads.rl", "--opponents", "L1", "--eval-opponents", "L1", "--eval-tables", "copies"]
+    args += ["--stop-timesteps", "80000", "--eval-interval", "0", "--eval-episodes", "60", "--as-test"]
+    proc = subprocess.run(
+        [sys.executable, "-m", *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert proc.returncode == 0, (summary.get("final_eval"), proc.stderr[-2000:])
+    assert summary["as_test_passed"] and summary["final_eval"]["eval_win_rate_vs/L1"] >= 0.8
+    assert summary["final_eval_tables"][0]["players"] == ["learner", "L1", "L1", "L1"]

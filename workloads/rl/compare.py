@@ -123,6 +123,7 @@ def trial(params: dict):
         stop_timesteps=params["stop_timesteps"],
         opponents=params["opponents"],
         eval_opponents="L2",
+        eval_tables="copies",
         eval_episodes=params["curve_episodes"],
         eval_interval=max(1, round(params["stop_timesteps"] / params["curve_points"] / steps_per_iter)),
         **params.get("overrides", {}),

@@ -18,7 +18,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from envs.bizsim import BizSimEnv
 from envs.bizsim.opponents import parse_mix
 from envs.bizsim.play import play_step, reset_players, win_share
-from workloads.rl.game import LEARNER, game_config
+from workloads.rl.game import LEARNER, TABLE_SEP, game_config, table_members
 from workloads.rl.policy import make_opponent
 
 
@@ -26,7 +26,8 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
     """bizsim for RLlib: config keys `game` (bizsim keywords), `opponents` (mix), `learner_seats`, `seed`.
 
     Each episode draws one opponent spec from the mix and seats a copy of it in every non-learner seat (the
-    default game: the learner against three copies of one opponent); instances are kept per seat and spec.
+    learner against three copies of one opponent in the default game), or, for a table spec "L2+L4+L1", those
+    players in a rotated order; instances are kept per seat and spec.
 
     At the end of each episode `episode_result` holds, per learner agent, the outcome against the table:
     `win` (1 strictly highest final score, 0.5 shared top, 0 otherwise), `score`, `invalid` (count),
@@ -58,7 +59,8 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         if not mix:
             raise ValueError("the opponent mix is empty")
         for spec in mix:  # fail early on a bad spec, not in the middle of training
-            self._opponent(0, spec)
+            for member in table_members(spec, 1 + spec.count(TABLE_SEP)):
+                self._opponent(0, member)
         self.mix = mix
         self._specs = list(mix)
         self._p = np.array([mix[s] for s in self._specs]) / sum(mix.values())
@@ -80,7 +82,9 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         self.seat_of = {a: int(s) for a, s in zip(self.possible_agents, seats[: self.n_learners])}
         self.spec = self._specs[int(self._rng.choice(len(self._specs), p=self._p))]
         others = sorted(int(s) for s in seats[self.n_learners :])
-        self.players = {seat: self._opponent(seat, self.spec) for seat in others}
+        members = table_members(self.spec, len(others))
+        turn = int(self._rng.integers(len(members))) if members else 0
+        self.players = {seat: self._opponent(seat, spec) for seat, spec in zip(others, members[turn:] + members[:turn])}
         reset_players(self.players, episode_seed)
         self.agents = list(self.possible_agents)
         self.episode_result = None

@@ -9,6 +9,24 @@ from envs.bizsim import validate_config
 
 LEARNER = "learner"  # the one trained module; agents learner_0 ... map to it
 GAME_FILE = "bizsim.json"
+TABLES = ("mixed", "copies")
+MIXED_COMPANY = ("L2", "L4")  # who sits with the learner and the opponent under test at a mixed table
+TABLE_SEP = "+"  # "L2+L4+L1" as an opponent spec: a table of different players (seats rotated)
+
+
+def table_for(spec: str, kind: str, n_others: int) -> list[str]:
+    """The specs of the learner's `n_others` companions at a `kind` table for the opponent under test: `copies`
+    of it, or `mixed` (L2, L4 and it; fewer seats keep the last ones, more repeat it)."""
+    if kind == "copies":
+        return [spec] * n_others
+    company = [*MIXED_COMPANY, spec]
+    return company[-n_others:] if n_others <= len(company) else company + [spec] * (n_others - len(company))
+
+
+def table_members(spec: str, n_others: int) -> list[str]:
+    """The companions a mix entry seats: a table spec "A+B+C" in that order (cycled to fill the seats), else copies."""
+    parts = spec.split(TABLE_SEP)
+    return [parts[k % len(parts)] for k in range(n_others)]
 
 
 def game_config(complexity=1, encoding="flat", mask=True, shaping=0.1, n_firms=4, horizon=100) -> dict:

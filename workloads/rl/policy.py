@@ -16,7 +16,7 @@ import numpy as np
 
 from envs.bizsim.opponents import load_opponent, parse_specs
 from workloads.contract import UsageError
-from workloads.rl.game import LEARNER, load_game
+from workloads.rl.game import LEARNER, TABLE_SEP, load_game
 
 MODULE_IN_ALGO = Path("learner_group") / "learner" / "rl_module" / LEARNER
 
@@ -94,11 +94,13 @@ def make_opponent(spec):
 
 
 def checked_specs(specs, flag: str) -> list[str]:
-    """The opponent specs of a flag (see parse_specs), each loaded once: a bad one is a UsageError naming `flag`."""
+    """The opponent specs of a flag (see parse_specs; "A+B+C" is a table of those players), each loaded once: a bad
+    one is a UsageError naming `flag`."""
     names = parse_specs(specs)
     for spec in names or [""]:
-        try:
-            make_opponent(spec)
-        except ValueError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
+        for member in spec.split(TABLE_SEP):
+            try:
+                make_opponent(member)
+            except ValueError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
     return names

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from envs.bizsim.opponents import parse_mix, parse_specs
 from workloads.contract import UsageError, WorkloadConfig, config_from_dict, field, write_json
+from workloads.rl.game import TABLE_SEP, TABLES, table_for
 
 ALGOS = ("ppo", "dqn")
 ENCODINGS = ("flat", "factorised")
@@ -47,7 +48,12 @@ class RLConfig(WorkloadConfig):
     shaping: float = field(0.1, help="weight of the dense net-worth term next to the sparse outcome (0 = sparse)")
     encoding: str = field("flat", help="flat Discrete(N) or factorised MultiDiscrete (PPO only)", choices=ENCODINGS)
     opponents: str = field("L1,L2,L3", help="comma-separated opponent levels, import paths or snapshot folders")
-    eval_opponents: str = field("L1,L2,L3", help="opponents of the periodic evaluation (one per episode)")
+    eval_opponents: str = field("L1,L2,L3,L4", help="opponents of the evaluations (one per episode)")
+    eval_tables: str = field(
+        "mixed",
+        help="evaluation tables: mixed (learner, L2, L4 and the opponent, seats rotated) or copies (of the opponent)",
+        choices=TABLES,
+    )
     curriculum: bool = field(
         False,
         help="stages L0, then each of --opponents, a mixed pool, then league "
@@ -89,6 +95,8 @@ class RLConfig(WorkloadConfig):
             raise UsageError("--encoding factorised needs --algo ppo (RLlib's DQN handles Discrete actions only)")
         if self.curriculum and self.nonstationary:
             raise UsageError("choose one of --curriculum and --nonstationary")
+        if self.curriculum and not self.eval_interval:
+            raise UsageError("--curriculum advances on the periodic evaluation: give --eval-interval >= 1")
         if self.resume and not self.out:
             raise UsageError("--resume needs --out pointing at the run to continue")
         if self.resume and not any((Path(self.out) / name).is_dir() for name in ("checkpoint", "checkpoint.old")):
@@ -238,13 +246,21 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
             evaluation_config={
                 "explore": False,
                 "num_envs_per_env_runner": 1,
-                "env_config": {**env_config, "seed": cfg.seed + 10_000, "opponents": parse_specs(cfg.eval_opponents)},
+                "env_config": {**env_config, "seed": cfg.seed + 10_000, "opponents": eval_mix(cfg, game)},
             },
         )
         .reporting(metrics_num_episodes_for_smoothing=200)
         .debugging(seed=cfg.seed, log_level="ERROR")
     )
     return config
+
+
+def eval_mix(cfg: RLConfig, game: dict) -> list[str]:
+    """The periodic evaluation's opponent specs: one table per --eval-opponents entry, of --eval-tables' kind."""
+    n_others = game["n_firms"] - cfg.learner_seats
+    if cfg.eval_tables == "copies":
+        return parse_specs(cfg.eval_opponents)
+    return [TABLE_SEP.join(table_for(spec, cfg.eval_tables, n_others)) for spec in parse_specs(cfg.eval_opponents)]
 
 
 def _to_learner(agent_id, episode=None, **kwargs):
@@ -365,10 +381,26 @@ def should_stop(cfg: RLConfig, row: dict, started: float) -> bool:
     )
 
 
-def final_evaluation(algo, cfg: RLConfig) -> dict:
-    """One more evaluation round (deterministic policy, --eval-opponents) after training."""
-    result = algo.evaluate()
-    return metrics_row({"evaluation": result, "training_iteration": algo.iteration})
+def final_evaluation(checkpoint: Path, cfg: RLConfig) -> tuple[dict, list[dict]]:
+    """After training: the saved policy (deterministic) at --eval-tables tables for every --eval-opponents entry,
+    played by workloads.rl.evaluate (never the curriculum's stage mix). Returns the metrics row and the per-opponent
+    rows with their Wilson intervals and score parts."""
+    from workloads.rl.evaluate import evaluate_against
+    from workloads.rl.policy import policy_from_checkpoint
+
+    policy = policy_from_checkpoint(checkpoint)
+    rows = [
+        evaluate_against(policy, policy.game, spec, cfg.eval_episodes, cfg.seed + 20_000, cfg.eval_tables)
+        for spec in parse_specs(cfg.eval_opponents)
+    ]
+    metrics = {
+        "eval_win_rate": sum(r["wins"] for r in rows) / sum(r["episodes"] for r in rows),
+        "eval_invalid_rate": sum(r["invalid_rate"] for r in rows) / len(rows),
+    }
+    for r in rows:
+        metrics[f"eval_win_rate_vs/{r['opponent']}"] = r["win_rate"]
+        metrics[f"eval_wilson_low_vs/{r['opponent']}"] = r["wilson_low"]
+    return metrics, rows
 
 
 def load_saved_config(run_dir: Path, cfg: RLConfig) -> RLConfig:
@@ -470,7 +502,7 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
     logger = Logger(run_dir)
     start_steps = max((r["env_steps"] for r in logger.rows), default=0)
     started = time.time()
-    row, final = {}, {}
+    row, final, final_rows = {}, {}, []
     progress = tqdm(total=cfg.stop_timesteps, unit="step", desc=f"{cfg.algo} bizsim", mininterval=5)
     gen = iterate(cfg, run_dir)
     try:
@@ -480,9 +512,10 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
             progress.set_postfix({k: round(row[k], 3) for k in ("win_rate", "eval_win_rate") if k in row})
             game = algo.config.env_config["game"]
             if should_stop(cfg, row, started):
-                final = final_evaluation(algo, cfg)
-                logger.log({**final, "env_steps": row["env_steps"], "iteration": row["iteration"]})
                 checkpoint = save_checkpoint(algo, run_dir, game, len(logger.rows))
+                final, final_rows = final_evaluation(checkpoint, cfg)
+                final = {**final, "iteration": row["iteration"], "env_steps": row["env_steps"]}
+                logger.log(final)
                 break
             if algo.iteration % cfg.checkpoint_every == 0:
                 save_checkpoint(algo, run_dir, game, len(logger.rows))
@@ -514,6 +547,7 @@ def run(cfg: RLConfig, run_dir: Path) -> dict:
         "env_steps_per_s": round((env_steps - start_steps) / max(train_s, 1e-9), 1),
         "train_win_rate": train_rows[-1]["win_rate"] if train_rows else None,
         "final_eval": final,
+        "final_eval_tables": final_rows,
     }
     print(
         f"checkpoint: {checkpoint}  env steps: {env_steps}  env steps/s: {summary['env_steps_per_s']}  "
