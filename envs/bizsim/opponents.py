@@ -24,7 +24,6 @@ from envs.bizsim.rules import (
     PRODUCE,
     RESEARCH,
     UPGRADE,
-    WAR,
     action_index,
     decode_observation,
     infer_layout,
@@ -156,45 +155,69 @@ class GreedyProducer(Opponent):
         return 0
 
 
-class Aggressive(GreedyProducer):
-    """L3: the greedy producer plus attacks whenever goods wait to be sold and cash allows: poaches the strongest
-    rival's customers, and starts price wars where its own stock piles up."""
+class Trader(GreedyProducer):
+    """L3: the greedy producer with demand- and stock-aware pricing, brand building and attacks only where they
+    pay: prices at the top level while its stock is under one batch (it sells out anyway), the middle one up to 1.5
+    batches and the lowest above; markets its brand up to 4 (not 2) where goods wait; poaches only head-to-head
+    (one live rival, so the swing is all its own) and only where that moves more brand than marketing would."""
 
+    brand_below = 4.0  # markets its brand while it is below this
     aggression = 1.0  # probability of attacking on a free step (DriftingOpponent varies it)
+    head_to_head_only = True  # with several rivals, an attack helps the firms not attacked as much as the attacker
+
+    def target_levels(self, lo, d):
+        batch = self.batch(d)
+        inv = np.repeat(d["inventory"], lo.M)
+        return np.where(inv < batch, lo.L - 1, np.where(inv > 1.5 * batch, 0, lo.L // 2))
+
+    def promote(self, lo, d, mask, index):
+        if d["cash"] < 3 * R.MARKETING_COST + R.RESERVE:
+            return -1
+        batch = self.batch(d)
+        for pm in np.argsort(d["brand"], kind="stable"):
+            p = int(pm) // lo.M
+            a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
+            if a >= 0 and d["brand"][pm] < self.brand_below and d["inventory"][p] > batch:
+                return a
+        return -1
 
     def attack(self, lo, d, mask, index):
-        if self.rng.random() >= self.aggression or d["cash"] < 3 * R.POACH_COST + R.RESERVE:
+        """Poach where the strongest rival brand gives more than 1.2 x a marketing campaign's gain."""
+        if self.head_to_head_only and (d["rival_alive"] > 0.5).sum() != 1:
             return -1
-        rival_brand = d["rival_brand"].max(0)
+        if d["cash"] < 3 * R.POACH_COST + R.RESERVE or self.rng.random() >= self.aggression:
+            return -1
+        rival_brand = np.where(d["rival_alive"][:, None] > 0.5, d["rival_brand"], 0.0).max(0)
         batch = self.batch(d)
         for pm in np.argsort(-rival_brand, kind="stable"):
             p, m = divmod(int(pm), lo.M)
             a = _valid(mask, index, (POACH, p, m, -1, -1))
-            if a >= 0 and rival_brand[pm] > 0.8 and d["inventory"][p] > batch:
-                return a
-        for pm in np.argsort(-d["rival_brand"].sum(0), kind="stable"):
-            p, m = divmod(int(pm), lo.M)
-            a = _valid(mask, index, (WAR, p, m, -1, -1))
-            if a >= 0 and d["inventory"][p] > 2 * batch and d["war"][pm] == 0:
+            gain = R.POACH_FRACTION * (rival_brand[pm] - R.BRAND_MIN)
+            if a >= 0 and gain > 1.2 * R.MARKETING_GAIN and d["inventory"][p] > batch:
                 return a
         return -1
 
+    def steps(self, lo, d):
+        return (self.produce, self.set_price, self.attack, self.promote, self.research, self.expand)
+
     def choose(self, lo, d, mask, index):
-        for step in (self.produce, self.attack, self.set_price, self.promote, self.research, self.expand):
+        for step in self.steps(lo, d):
             a = step(lo, d, mask, index)
             if a >= 0:
                 return a
         return 0
 
 
-class Adaptive(Aggressive):
-    """L4: invests in cost advantages first (contested resources, research), watches who leads and whether it is
-    being attacked, and keeps that state within the episode.
-
-    Behind, or attacked (a rival poached from it or wages a price war in its markets), it attacks the strongest
-    rival like L3 before anything else; ahead and left alone, it defends its brand where a rival's is stronger and
-    attacks only with what is left.
+class Adaptive(Trader):
+    """L4: L3 plus cost advantages and timing: bids for the contested resources of what it makes (20% off the unit
+    cost) in the first 70% of the episode, researches before it prices or markets, and with several rivals expands
+    capacity right after (the early, supply-limited market goes to whoever can serve it; head-to-head the brand
+    duel comes first). It keeps state within the episode: attacked (`was_attacked`), for a few steps it strikes back
+    first head-to-head (poaching, as L3 would) and defends its brand (marketing) first among several rivals; it
+    never attacks where L3 would not.
     """
+
+    bid_until = 0.7  # share of the episode during which a resource still pays back its price
 
     def reset(self, seed=None):
         super().reset(seed)
@@ -211,43 +234,32 @@ class Adaptive(Aggressive):
         drifted = self.last_brand * (1.0 - R.BRAND_DRIFT) + R.BRAND_DRIFT
         return bool((d["brand"] < drifted - 1e-4).any())
 
-    def defend(self, lo, d, mask, index):
-        gap = d["rival_brand"].max(0) - d["brand"]
-        for pm in np.argsort(-gap, kind="stable"):
-            p = int(pm) // lo.M
-            a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
-            if (
-                a >= 0
-                and gap[pm] > 0
-                and d["inventory"][p] > self.batch(d)
-                and d["cash"] > 3 * R.MARKETING_COST + R.RESERVE
-            ):
-                return a
-        return -1
-
     def bid(self, lo, d, mask, index):
+        if d["time"] >= self.bid_until or d["cash"] <= 2 * R.BID_RESERVE + R.RESERVE:
+            return -1
         made = set(d["slot_product"][d["slot_product"] >= 0].tolist())
         for r in range(lo.R):
             a = _valid(mask, index, (BID, -1, -1, -1, r))
-            if a >= 0 and r % lo.P in made and d["time"] < 0.5 and d["cash"] > 2 * R.BID_RESERVE + R.RESERVE:
+            if a >= 0 and r % lo.P in made:
                 return a
         return -1
 
+    def steps(self, lo, d):
+        if (d["rival_alive"] > 0.5).sum() > 1:
+            steps = (self.produce, self.bid, self.research, self.expand, self.set_price, self.attack, self.promote)
+            guard = (self.produce, self.promote)  # attacked among several: defend its brand
+        else:
+            steps = (self.produce, self.bid, self.research, self.set_price, self.attack, self.promote, self.expand)
+            guard = (self.produce, self.attack, self.promote)  # attacked head-to-head: strike back first
+        return guard + steps[1:] if self.attacked > 0 else steps
+
     def choose(self, lo, d, mask, index):
         if self.was_attacked(d):
-            self.attacked = 5  # stay on guard for a few steps
+            self.attacked = 5  # on guard for a few steps
         self.last_brand = d["brand"].copy()
-        behind = d["net_worth"] < d["rival_net_worth"].max()
-        if behind or self.attacked > 0:
-            steps = (self.produce, self.attack, self.set_price, self.research, self.expand, self.bid)
-        else:
-            steps = (self.produce, self.set_price, self.research, self.expand, self.bid, self.defend, self.attack)
+        action = super().choose(lo, d, mask, index)
         self.attacked = max(0, self.attacked - 1)
-        for step in steps:
-            a = step(lo, d, mask, index)
-            if a >= 0:
-                return a
-        return 0
+        return action
 
 
 class Hoarder(GreedyProducer):
@@ -285,7 +297,7 @@ class Hoarder(GreedyProducer):
         return 0
 
 
-LEVELS = {"L0": Passive, "L1": RandomValid, "L2": GreedyProducer, "L3": Aggressive, "L4": Adaptive}
+LEVELS = {"L0": Passive, "L1": RandomValid, "L2": GreedyProducer, "L3": Trader, "L4": Adaptive}
 
 
 class SwitchingOpponent(Opponent):
@@ -315,10 +327,12 @@ class SwitchingOpponent(Opponent):
         return self.current.act(observation)
 
 
-class DriftingOpponent(Aggressive):
-    """Non-stationary: an aggressive producer whose aggression drifts by a bounded random walk each episode."""
+class DriftingOpponent(Trader):
+    """Non-stationary: L3 that also attacks with several rivals, its aggression (chance to poach on a free step)
+    drifting by a bounded random walk each episode."""
 
     drift = 0.15
+    head_to_head_only = False
 
     def __init__(self):
         super().__init__()
