@@ -23,7 +23,7 @@ class Error(BaseModel):
 ERROR_TEXT = {
     400: "bad request: empty body, corrupt or undecodable image, a missing form field, a bad name",
     401: "missing or wrong X-API-Key header",
-    404: "unknown publisher (GET /news/publishers lists them)",
+    404: "not found: an unknown publisher (GET /news/publishers lists them) or experiment",
     413: "too large: body over 32 MiB, or more pixels / a longer side than the app's limits",
     415: "unsupported media type: not PNG or JPEG, or a content type the endpoint does not read",
     422: "a shape the model cannot use (side too short, aspect ratio too long), or invalid fields/parameters",

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
+from serving.schemas import errors
 from serving.tune_dashboard.experiments import ExperimentStore
 
 HERE = Path(__file__).parent
@@ -57,7 +58,7 @@ class TuneDashboard:
         """Every experiment: name, workload, searcher, data set, status, best score, trials done, elapsed."""
         return JSONResponse(self.store.list_experiments(), headers=NO_STORE)
 
-    @api.get("/api/experiments/{name}")
+    @api.get("/api/experiments/{name}", responses=errors(404))
     def experiment(self, name: str) -> JSONResponse:
         """One experiment: trials, best-so-far per searcher over time, per-hyperparameter values, RL curves."""
         data = self.store.experiment(name)
