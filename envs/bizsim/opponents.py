@@ -165,10 +165,22 @@ class Trader(GreedyProducer):
     aggression = 1.0  # probability of attacking on a free step (DriftingOpponent varies it)
     head_to_head_only = True  # with several rivals, an attack helps the firms not attacked as much as the attacker
 
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.regime = None  # price level per product, kept between steps (hysteresis)
+
     def target_levels(self, lo, d):
-        batch = self.batch(d)
-        inv = np.repeat(d["inventory"], lo.M)
-        return np.where(inv < batch, lo.L - 1, np.where(inv > 1.5 * batch, 0, lo.L // 2))
+        """Per product: top level when stock falls under half a batch, lowest above two batches, back to the middle
+        once stock has recovered (1.5 batches) or cleared (one batch); the same level in all its markets."""
+        batch, inv = self.batch(d), d["inventory"]
+        if self.regime is None or len(self.regime) != lo.P:
+            self.regime = np.full(lo.P, lo.L // 2)
+        top, mid, regime = lo.L - 1, lo.L // 2, self.regime
+        regime[inv < 0.5 * batch] = top
+        regime[inv > 2.0 * batch] = 0
+        regime[(regime == top) & (inv > 1.5 * batch)] = mid
+        regime[(regime == 0) & (inv < batch)] = mid
+        return np.repeat(regime, lo.M)
 
     def promote(self, lo, d, mask, index):
         if d["cash"] < 3 * R.MARKETING_COST + R.RESERVE:
@@ -198,7 +210,7 @@ class Trader(GreedyProducer):
         return -1
 
     def steps(self, lo, d):
-        return (self.produce, self.set_price, self.attack, self.promote, self.research, self.expand)
+        return (self.produce, self.research, self.expand, self.set_price, self.attack, self.promote)
 
     def choose(self, lo, d, mask, index):
         for step in self.steps(lo, d):
@@ -245,11 +257,10 @@ class Adaptive(Trader):
         return -1
 
     def steps(self, lo, d):
+        steps = (self.produce, self.bid, self.research, self.expand, self.set_price, self.attack, self.promote)
         if (d["rival_alive"] > 0.5).sum() > 1:
-            steps = (self.produce, self.bid, self.research, self.expand, self.set_price, self.attack, self.promote)
             guard = (self.produce, self.promote)  # attacked among several: defend its brand
         else:
-            steps = (self.produce, self.bid, self.research, self.set_price, self.attack, self.promote, self.expand)
             guard = (self.produce, self.attack, self.promote)  # attacked head-to-head: strike back first
         return guard + steps[1:] if self.attacked > 0 else steps
 
