@@ -51,6 +51,8 @@ def _cli(*args):
         (["workloads.rl", "--eval-tables", "pairs"], "--eval-tables: invalid choice: 'pairs'"),
         (["workloads.rl.compare", "--algos", "ppo,a2c"], "--algos: unknown algorithm 'a2c'"),
         (["workloads.rl.compare", "--seeds", "0"], "--seeds must be at least 1"),
+        (["workloads.rl.compare", "--encodings", "flat,tree"], "--encodings: unknown encoding 'tree'"),
+        (["workloads.rl.compare", "--algos", "dqn", "--encodings", "factorised"], "leaves no cell"),
         (["workloads.rl.compare", "--resume"], "--resume needs the --out folder"),
     ],
 )
@@ -400,3 +402,58 @@ def test_a_short_ppo_run_learns_to_beat_random_play(tmp_path):
     assert proc.returncode == 0, (summary.get("final_eval"), proc.stderr[-2000:])
     assert summary["as_test_passed"] and summary["final_eval"]["eval_win_rate_vs/L1"] >= 0.8
     assert summary["final_eval_tables"][0]["players"] == ["learner", "L1", "L1", "L1"]
+
+
+def test_the_grid_has_the_encoding_dimension():
+    from workloads.rl.compare import CompareConfig, cells
+
+    grid = cells(CompareConfig(complexities="1,4", seeds=1))
+    kinds = {(c["algo"], c["encoding"]) for c in grid}
+    assert kinds == {("ppo", "flat"), ("ppo", "factorised"), ("dqn", "flat")}  # DQN takes Discrete actions only
+    assert {c["complexity"] for c in grid} == {1, 4} and len(grid) == 3 * 2 * 2 * 2
+
+
+def test_league_draws_snapshots_by_payoff():
+    """Prioritised fictitious self-play: a snapshot the learner still loses to is drawn more than one it beats."""
+    from workloads.rl.callbacks import BizSimCallbacks
+
+    cb = BizSimCallbacks()
+    cb.schedule = {"mode": "curriculum", "stages": [{"L0": 1.0}, {"L2": 1.0}, "league"]}
+    cb.state = {"stage": 2, "snapshots": ["/r/snapshots/iter_000010", "/r/snapshots/iter_000020"], "payoff": {}}
+    even = cb.current_mix()
+    assert even["/r/snapshots/iter_000010"] == pytest.approx(even["/r/snapshots/iter_000020"])
+    cb.state["payoff"] = {"iter_000010": 0.9, "iter_000020": 0.2}
+    mix = cb.current_mix()
+    assert mix["/r/snapshots/iter_000020"] > 10 * mix["/r/snapshots/iter_000010"]
+    assert mix["L2"] == pytest.approx(0.5) and sum(mix.values()) == pytest.approx(1.0)
+
+
+def test_league_with_self_play_seats_and_an_exploiter(ray_session, tmp_path):
+    """The league stage on the curriculum mechanism: snapshots join when the learner beats the pool (threshold
+    forced to 0 here), two live learner seats share the policy, and the main exploiter is a second trained module
+    that plays some of the games."""
+    cfg, config = tiny(
+        tmp_path,
+        opponents="L1",
+        curriculum=True,
+        curriculum_threshold=0.0,
+        eval_interval=1,
+        learner_seats=2,
+        exploiter=True,
+    )
+    algo = config.build_algo()
+    try:
+        before = {k: np.asarray(v).copy() for k, v in algo.get_module("exploiter").get_state().items()}
+        for _ in range(3):
+            result = algo.train()
+        assert result["schedule"]["stage"] == 2  # L0 -> L1 -> league
+        state = json.loads((tmp_path / "schedule_state.json").read_text())
+        assert len(state["snapshots"]) == 2 and all(Path(p).is_dir() for p in state["snapshots"])
+        mixes = algo.env_runner_group.foreach_env_runner(lambda r: [e.unwrapped.mix for e in r.env.envs])
+        assert all(set(state["snapshots"]) <= set(m) for m in mixes[0])
+        after = algo.get_module("exploiter").get_state()
+        assert any(not np.allclose(before[k], np.asarray(after[k])) for k in before)  # the exploiter is trained
+        assert 0.0 <= result["env_runners"]["exploiter_win_rate"] <= 1.0
+        assert set(result["env_runners"]["agent_episode_returns_mean"]) >= {"learner_0", "learner_1", "exploiter_0"}
+    finally:
+        algo.stop()

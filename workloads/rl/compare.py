@@ -1,4 +1,5 @@
-"""The paper's experiment as a Ray Tune grid: {PPO, DQN} x {mask, no mask} x complexity x {shaped, sparse}.
+"""The paper's experiment as a Ray Tune grid: {PPO, DQN} x {flat, factorised} x {mask, no mask} x complexity x
+{shaped, sparse} (factorised cells for PPO only: RLlib's DQN takes Discrete actions).
 
 Every trial trains for the same env-step budget against the same opponent mix, evaluates against L2 during
 training (for "env steps to 80% vs L2") and, at the end, against each scripted level with the deterministic
@@ -28,7 +29,7 @@ from pathlib import Path
 from envs.bizsim.opponents import parse_specs
 from workloads import contract
 from workloads.contract import UsageError, WorkloadConfig, field, write_json
-from workloads.rl.train import ALGOS, COMPLEXITIES, SMOKE_SIZES
+from workloads.rl.train import ALGOS, COMPLEXITIES, ENCODINGS, SMOKE_SIZES
 
 
 @dataclasses.dataclass
@@ -38,7 +39,8 @@ class CompareConfig(WorkloadConfig):
     workload = "rl-compare"
 
     algos: str = field("ppo,dqn", help="algorithms in the grid (comma-separated)")
-    complexities: str = field("1,2", help="bizsim complexity levels in the grid (comma-separated)")
+    complexities: str = field("1,2,3,4", help="bizsim complexity levels in the grid (comma-separated)")
+    encodings: str = field("flat,factorised", help="action encodings in the grid (factorised cells: PPO only)")
     shaping: float = field(0.1, help="net-worth shaping weight of the 'shaped' cells (the sparse cells use 0)")
     sparse: bool = field(True, help="also the sparse-reward cells (shaping 0)")
     seeds: int = field(2, help="seeds per cell (--seed, --seed + 1, ...)", minimum=1)
@@ -58,6 +60,7 @@ class CompareConfig(WorkloadConfig):
         return dataclasses.replace(
             self,
             complexities="1",
+            encodings="flat",
             seeds=1,
             sparse=False,
             stop_timesteps=2000,
@@ -72,6 +75,11 @@ class CompareConfig(WorkloadConfig):
         for algo in self.algos.split(","):
             if algo not in ALGOS:
                 raise UsageError(f"--algos: unknown algorithm {algo!r} ({', '.join(ALGOS)})")
+        for encoding in self.encodings.split(","):
+            if encoding not in ENCODINGS:
+                raise UsageError(f"--encodings: unknown encoding {encoding!r} ({', '.join(ENCODINGS)})")
+        if not cells(self):
+            raise UsageError("--encodings factorised with --algos dqn leaves no cell (DQN runs flat only)")
         for c in self.complexities.split(","):
             if not c.isdigit() or int(c) not in COMPLEXITIES:
                 raise UsageError(f"--complexities: {c!r} is not a level 1..4")
@@ -90,17 +98,19 @@ class CompareConfig(WorkloadConfig):
 
 
 def cells(cfg: CompareConfig) -> list[dict]:
-    """Every (algo, mask, complexity, shaping, seed) of the grid."""
+    """Every (algo, encoding, mask, complexity, shaping, seed) of the grid; DQN only with flat actions."""
     shapings = [cfg.shaping, 0.0] if cfg.sparse else [cfg.shaping]
     return [
-        {"algo": a, "mask": m, "complexity": int(c), "shaping": s, "seed": seed}
-        for a, m, c, s, seed in itertools.product(
+        {"algo": a, "encoding": e, "mask": m, "complexity": int(c), "shaping": s, "seed": seed}
+        for a, e, m, c, s, seed in itertools.product(
             cfg.algos.split(","),
+            cfg.encodings.split(","),
             (True, False),
             cfg.complexities.split(","),
             shapings,
             range(cfg.seed, cfg.seed + cfg.seeds),
         )
+        if not (a == "dqn" and e == "factorised")
     ]
 
 
@@ -116,6 +126,7 @@ def trial(params: dict):
     steps_per_iter = 4096 if params["algo"] == "ppo" else 1000
     cfg = RLConfig(
         algo=params["algo"],
+        encoding=params.get("encoding", "flat"),
         mask=params["mask"],
         complexity=params["complexity"],
         shaping=params["shaping"],
@@ -157,19 +168,21 @@ def steps_to(df, column: str, threshold: float):
 
 
 def summarise(results: list[dict], levels: list[str]) -> str:
-    """Markdown table, one row per (algo, mask, complexity, shaping) cell, mean over seeds."""
+    """Markdown table, one row per (algo, encoding, mask, complexity, shaping) cell, mean over seeds."""
     import numpy as np
 
     groups = {}
     for r in results:
-        groups.setdefault((r["algo"], r["mask"], r["complexity"], r["shaping"]), []).append(r)
+        key = (r["algo"], r.get("encoding", "flat"), r["mask"], r["complexity"], r["shaping"])
+        groups.setdefault(key, []).append(r)
     head = (
-        ["algo", "mask", "complexity", "reward"]
+        ["algo", "encoding", "mask", "complexity", "reward"]
         + [f"win vs {lv}" for lv in levels]
         + ["steps to 80% vs L2", "invalid-action rate", "seeds"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (algo, mask, c, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], not kv[0][1], -kv[0][3])):
+    order = lambda kv: (kv[0][3], kv[0][0], kv[0][1], not kv[0][2], -kv[0][4])  # noqa: E731
+    for (algo, encoding, mask, c, s), rs in sorted(groups.items(), key=order):
         wins = [f"{np.mean([r['final'].get(f'final_win_rate/{lv}', np.nan) for r in rs]):.2f}" for lv in levels]
         reached = [r["steps_to_80_vs_L2"] for r in rs]
         steps = (
@@ -183,6 +196,7 @@ def summarise(results: list[dict], levels: list[str]) -> str:
             + " | ".join(
                 [
                     algo.upper(),
+                    encoding,
                     "on" if mask else "off",
                     str(c),
                     f"shaped {s}" if s else "sparse",
@@ -208,11 +222,16 @@ def plot(results: list[dict], path: Path):
     for ax, c in zip(axes[0], levels):
         for r in (r for r in results if r["complexity"] == c):
             x, y = r["curve"]
-            label = f"{r['algo'].upper()} mask={'on' if r['mask'] else 'off'} {'shaped' if r['shaping'] else 'sparse'}"
+            label = (
+                f"{r['algo'].upper()} {r.get('encoding', 'flat')} mask={'on' if r['mask'] else 'off'} "
+                f"{'shaped' if r['shaping'] else 'sparse'}"
+            )
             ax.plot(
                 x,
                 y,
-                color={"ppo": "C0", "dqn": "C3"}[r["algo"]],
+                color={("ppo", "flat"): "C0", ("ppo", "factorised"): "C2", ("dqn", "flat"): "C3"}[
+                    (r["algo"], r.get("encoding", "flat"))
+                ],
                 alpha=0.8,
                 ls="-" if r["mask"] else "--",
                 lw=2 if r["shaping"] else 1,

@@ -18,8 +18,10 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from envs.bizsim import BizSimEnv
 from envs.bizsim.opponents import parse_mix
 from envs.bizsim.play import play_step, reset_players, win_share
-from workloads.rl.game import LEARNER, TABLE_SEP, game_config, table_members
+from workloads.rl.game import EXPLOITER, LEARNER, TABLE_SEP, game_config, table_members
 from workloads.rl.policy import make_opponent
+
+EXPLOITER_SHARE = 0.5  # share of games in which the exploiter (when on) takes one of the opponents' seats
 
 
 class BizSimMultiAgentEnv(MultiAgentEnv):
@@ -43,6 +45,9 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         if not 1 <= self.n_learners <= self.env.n_firms:
             raise ValueError(f"learner_seats must be in 1..{self.env.n_firms}")
         self.possible_agents = [f"{LEARNER}_{k}" for k in range(self.n_learners)]
+        self.exploiter = bool(config.get("exploiter")) and self.n_learners < self.env.n_firms
+        if self.exploiter:
+            self.possible_agents.append(f"{EXPLOITER}_0")
         self.agents = list(self.possible_agents)
         obs_space, act_space = self.env.observation_space("firm_0"), self.env.action_space("firm_0")
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
@@ -79,14 +84,15 @@ class BizSimMultiAgentEnv(MultiAgentEnv):
         env = self.env
         env.reset(seed=episode_seed)
         seats = self._rng.permutation(env.n_firms)
-        self.seat_of = {a: int(s) for a, s in zip(self.possible_agents, seats[: self.n_learners])}
+        trained = self.n_learners + int(self.exploiter and self._rng.random() < EXPLOITER_SHARE)
+        self.seat_of = {a: int(s) for a, s in zip(self.possible_agents, seats[:trained])}
         self.spec = self._specs[int(self._rng.choice(len(self._specs), p=self._p))]
-        others = sorted(int(s) for s in seats[self.n_learners :])
+        others = sorted(int(s) for s in seats[trained:])
         members = table_members(self.spec, len(others))
         turn = int(self._rng.integers(len(members))) if members else 0
         self.players = {seat: self._opponent(seat, spec) for seat, spec in zip(others, members[turn:] + members[:turn])}
         reset_players(self.players, episode_seed)
-        self.agents = list(self.possible_agents)
+        self.agents = list(self.seat_of)
         self.episode_result = None
         self._steps = 0
         obs = {a: self._observation(s) for a, s in self.seat_of.items()}

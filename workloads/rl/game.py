@@ -7,7 +7,8 @@ from pathlib import Path
 
 from envs.bizsim import validate_config
 
-LEARNER = "learner"  # the one trained module; agents learner_0 ... map to it
+LEARNER = "learner"  # the main trained module; agents learner_0 ... map to it
+EXPLOITER = "exploiter"  # the league's main exploiter (--exploiter): a second trained module, agent exploiter_0
 GAME_FILE = "bizsim.json"
 TABLES = ("mixed", "copies")
 MIXED_COMPANY = ("L2", "L4")  # who sits with the learner and the opponent under test at a mixed table

@@ -67,6 +67,9 @@ class RLConfig(WorkloadConfig):
     )
     switch_every: int = field(10, help="iterations between opponent switches in --nonstationary mode", minimum=1)
     learner_seats: int = field(1, help="seats the learner plays in each game (more = self-play seats)", minimum=1)
+    exploiter: bool = field(
+        False, help="league: a second trained policy (the main exploiter) takes an opponent's seat in half the games"
+    )
     eval_interval: int = field(5, help="evaluate every this many iterations (0 = only at the end)", minimum=0)
     eval_episodes: int = field(30, help="episodes per evaluation", minimum=1)
     checkpoint_every: int = field(10, help="save <out>/checkpoint every this many iterations", minimum=1)
@@ -95,6 +98,8 @@ class RLConfig(WorkloadConfig):
             raise UsageError("--encoding factorised needs --algo ppo (RLlib's DQN handles Discrete actions only)")
         if self.curriculum and self.nonstationary:
             raise UsageError("choose one of --curriculum and --nonstationary")
+        if self.exploiter and self.learner_seats >= 4:
+            raise UsageError("--exploiter needs a seat that is not the learner's: --learner-seats at most 3")
         if self.curriculum and not self.eval_interval:
             raise UsageError("--curriculum advances on the periodic evaluation: give --eval-interval >= 1")
         if self.resume and not self.out:
@@ -159,7 +164,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
     from envs.bizsim import BizSimEnv
     from workloads.rl.callbacks import BizSimCallbacks
     from workloads.rl.env import BizSimMultiAgentEnv
-    from workloads.rl.game import LEARNER, game_config
+    from workloads.rl.game import EXPLOITER, LEARNER, game_config
     from workloads.rl.modules import MaskedDQNTorchRLModule, MaskedPPOTorchRLModule
 
     game = game_config(complexity=cfg.complexity, encoding=cfg.encoding, mask=cfg.mask, shaping=cfg.shaping)
@@ -169,6 +174,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
         "game": game,
         "opponents": opponents,
         "learner_seats": cfg.learner_seats,
+        "exploiter": cfg.exploiter,
         "seed": cfg.seed,
         "schedule": schedule,
     }
@@ -186,6 +192,7 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
             "n_target_rows": space.n_target_rows,
         }
     module_class = MaskedPPOTorchRLModule if cfg.algo == "ppo" else MaskedDQNTorchRLModule
+    trained = [LEARNER, EXPLOITER] if cfg.exploiter else [LEARNER]
     fragment = cfg.rollout_fragment_length or "auto"
     if cfg.algo == "ppo":
         config = PPOConfig().training(
@@ -231,10 +238,12 @@ def build_algo_config(cfg: RLConfig, run_dir: Path):
             num_cpus_per_env_runner=1,
         )
         .learners(num_learners=0, num_gpus_per_learner=1 if cfg.num_gpus > 0 else 0)
-        .multi_agent(policies={LEARNER}, policy_mapping_fn=_to_learner, policies_to_train=[LEARNER])
+        .multi_agent(policies=set(trained), policy_mapping_fn=_to_module, policies_to_train=trained)
         .rl_module(
             rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={LEARNER: RLModuleSpec(module_class=module_class, model_config=model_config)}
+                rl_module_specs={
+                    name: RLModuleSpec(module_class=module_class, model_config=model_config) for name in trained
+                }
             )
         )
         .callbacks(BizSimCallbacks)
@@ -263,8 +272,9 @@ def eval_mix(cfg: RLConfig, game: dict) -> list[str]:
     return [TABLE_SEP.join(table_for(spec, cfg.eval_tables, n_others)) for spec in parse_specs(cfg.eval_opponents)]
 
 
-def _to_learner(agent_id, episode=None, **kwargs):
-    return "learner"
+def _to_module(agent_id, episode=None, **kwargs):
+    """learner_k -> the learner module, exploiter_0 -> the exploiter's."""
+    return agent_id.rsplit("_", 1)[0]
 
 
 def metrics_row(result: dict) -> dict:
