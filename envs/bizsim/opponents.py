@@ -170,8 +170,10 @@ class Trader(GreedyProducer):
         self.regime = None  # price level per product, kept between steps (hysteresis)
 
     def target_levels(self, lo, d):
-        """Per product: top level when stock falls under half a batch, lowest above two batches, back to the middle
-        once stock has recovered (1.5 batches) or cleared (one batch); the same level in all its markets."""
+        """Per product, in its largest market (market 0): top level when stock falls under half a batch, lowest
+        above two batches, back to the middle once stock has recovered (1.5 batches) or cleared (one batch); its
+        other markets stay at the middle (re-pricing all of them would eat the one action a step at complexity 2+).
+        """
         batch, inv = self.batch(d), d["inventory"]
         if self.regime is None or len(self.regime) != lo.P:
             self.regime = np.full(lo.P, lo.L // 2)
@@ -180,7 +182,9 @@ class Trader(GreedyProducer):
         regime[inv > 2.0 * batch] = 0
         regime[(regime == top) & (inv > 1.5 * batch)] = mid
         regime[(regime == 0) & (inv < batch)] = mid
-        return np.repeat(regime, lo.M)
+        levels = np.full((lo.P, lo.M), mid)
+        levels[:, 0] = regime
+        return levels.reshape(-1)
 
     def promote(self, lo, d, mask, index):
         if d["cash"] < 3 * R.MARKETING_COST + R.RESERVE:
@@ -221,15 +225,14 @@ class Trader(GreedyProducer):
 
 
 class Adaptive(Trader):
-    """L4: L3 plus cost advantages and timing: bids for the contested resources of what it makes (20% off the unit
-    cost) in the first 70% of the episode, researches before it prices or markets, and with several rivals expands
-    capacity right after (the early, supply-limited market goes to whoever can serve it; head-to-head the brand
-    duel comes first). It keeps state within the episode: attacked (`was_attacked`), for a few steps it strikes back
-    first head-to-head (poaching, as L3 would) and defends its brand (marketing) first among several rivals; it
-    never attacks where L3 would not.
+    """L4: L3 plus cost advantages with payback reasoning: bids for the contested resources of what it makes (20%
+    off the unit cost) when the saving over the rest of the episode exceeds the price and expansion is paid for,
+    and does so before it researches, expands, prices or markets. It keeps state within the episode: attacked
+    (`was_attacked`), for a few steps it strikes back first head-to-head (poaching, as L3 would) and defends its
+    brand (marketing) first among several rivals; it never attacks where L3 would not.
     """
 
-    bid_until = 0.7  # share of the episode during which a resource still pays back its price
+    bid_cash = 100.0  # bids only with this much cash (expansion and research come first)
 
     def reset(self, seed=None):
         super().reset(seed)
@@ -247,12 +250,20 @@ class Adaptive(Trader):
         return bool((d["brand"] < drifted - 1e-4).any())
 
     def bid(self, lo, d, mask, index):
-        if d["time"] >= self.bid_until or d["cash"] <= 2 * R.BID_RESERVE + R.RESERVE:
+        """Outbid for a resource of a product it makes when the saving pays back the price: 20% of the tech-0 unit
+        cost on what its factories of that product can make in the rest of the episode (taken as 100 steps), more
+        than what the bid costs now; only once expansion and research are paid for (cash >= 100)."""
+        if d["cash"] < self.bid_cash:
             return -1
-        made = set(d["slot_product"][d["slot_product"] >= 0].tolist())
+        built = d["slot_product"] >= 0
+        rate = np.zeros(lo.P)
+        np.add.at(rate, d["slot_product"][built], R.CAPACITY * (1 + d["slot_level"][built]) / R.BATCH_STEPS)
+        unit_cost0 = R.BASE_PRICE * (1 + 0.15 * np.arange(lo.P)) * R.UNIT_COST_FRAC
+        saving = R.RESOURCE_DISCOUNT * unit_cost0 * rate * 100 * (1 - d["time"])
         for r in range(lo.R):
             a = _valid(mask, index, (BID, -1, -1, -1, r))
-            if a >= 0 and r % lo.P in made:
+            price = d["resource_price"][r] * R.OUTBID if d["resource_held"][r] > 0.5 else R.BID_RESERVE
+            if a >= 0 and saving[r % lo.P] > price:
                 return a
         return -1
 
