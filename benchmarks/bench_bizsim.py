@@ -5,14 +5,23 @@ actions drawn from the masks with numpy, plus `env.step`, resets included) and `
 wall time and per second of this process's CPU time (the per-core figure, robust to other load on the machine).
 
 How to run:  .venv/bin/python benchmarks/bench_bizsim.py [--seconds 3] [--firms 4]
+             .venv/bin/python benchmarks/bench_bizsim.py --against HEAD~1 --complexity 1 --rounds 5
+(`--against REV`: the env of git revision REV and this checkout's, in alternating subprocesses on the same
+machine in one run; prints each round and the ratio of the medians, CPU time per step being the fair figure.)
 Results to expect: see envs/bizsim/README.md (target >= 20,000 steps/s at complexity 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,12 +62,44 @@ def bench(complexity: int, firms: int, seconds: float, seed: int = 0) -> dict:
     }
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def against(rev: str, complexity: int, firms: int, seconds: float, rounds: int) -> None:
+    """This checkout's env against revision `rev`'s, alternating subprocesses, one table and the median ratio."""
+    with tempfile.TemporaryDirectory() as old_root:
+        archive = subprocess.run(["git", "archive", rev, "envs"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", old_root], input=archive, check=True)
+        runs = {"this checkout": [], rev: []}
+        for k in range(rounds):
+            for name, root in (("this checkout", str(ROOT)), (rev, old_root))[:: 1 if k % 2 == 0 else -1]:
+                cmd = [sys.executable, __file__, "--json", "--complexity", str(complexity), "--seconds", str(seconds)]
+                cmd += ["--firms", str(firms)]
+                out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True)
+                runs[name].append(json.loads(out.stdout.splitlines()[-1])["env_steps_per_cpu_s"])
+    print(f"| env | env.step steps per CPU s, complexity {complexity}, {rounds} rounds | median |")
+    print("|---|---|---|")
+    for name, values in runs.items():
+        print(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {statistics.median(values):,.0f} |")
+    ratio = statistics.median(runs["this checkout"]) / statistics.median(runs[rev])
+    print(f"\nratio this checkout / {rev}: {ratio:.3f}; load average {os.getloadavg()[0]:.2f} (1 min)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per complexity level")
     parser.add_argument("--firms", type=int, default=4, help="firms per game")
     parser.add_argument("--complexity", type=int, nargs="+", default=[1, 4], help="levels to measure")
+    parser.add_argument("--against", default="", help="a git revision whose env to time against this one")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds with --against")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one result line, for --against
     args = parser.parse_args()
+    if args.json:
+        print(json.dumps(bench(args.complexity[0], args.firms, args.seconds)))
+        return
+    if args.against:
+        against(args.against, args.complexity[0], args.firms, args.seconds, args.rounds)
+        return
     print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     print("| complexity | firms | actions | obs size | loop steps/s (wall / CPU) | env.step steps/s (wall / CPU) |")
     print("|---|---|---|---|---|---|")

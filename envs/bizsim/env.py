@@ -225,6 +225,7 @@ class BizSimEnv(ParallelEnv):
         self._single_market = P == 1 and M == 1
         self._bp = R.BASE_PRICE * (1 + 0.15 * np.arange(P))
         self._uc0 = self._bp * R.UNIT_COST_FRAC
+        self._holding_rate = R.HOLDING * self._uc0
         self._bp_pm = np.repeat(self._bp, M)
         self._pm_p = np.repeat(np.arange(P), M)  # product of each product-market
         self._mult = R.price_multipliers(L)
@@ -309,7 +310,7 @@ class BizSimEnv(ParallelEnv):
         self.dropout = np.full(F, -1)
         self.final_score = np.zeros(F)
         self.final_parts = np.zeros((F, len(R.SCORE_PARTS)))
-        self.stock_cost = np.zeros((F, P))  # what the goods in stock cost their firm to make (the score counts this)
+        self.avg_cost = np.zeros((F, P))  # average cost of the goods in stock to their firm (the score counts it)
         need = np.tile(self._need_base, (F, 1))
         need[:, 0] = -np.inf  # the no-op is always allowed
         need[:, self._produce_a] = self.uc
@@ -520,14 +521,8 @@ class BizSimEnv(ParallelEnv):
         scale = sold / want
         qty *= scale if self._single_market else scale[:, self._pm_p]
         self.inv -= sold
-        # goods leave the stock at their average cost: what is left keeps its share of the cost basis
-        left = self.inv + sold
-        left += 1e-12
-        np.divide(self.inv, left, out=left)
-        self.stock_cost *= left
         sales = add(qty * price, 1)
-        holding = self.inv @ self._uc0
-        holding *= R.HOLDING
+        holding = self.inv @ self._holding_rate
         flows = sales - self.overhead
         flows -= holding
         self.cash += flows
@@ -547,8 +542,8 @@ class BizSimEnv(ParallelEnv):
         busy -= 1.0
         np.maximum(busy, 0.0, out=busy)
         np.add(self.cash, self.book, out=self.nw)
-        if self.stock_at_cost:
-            self.nw += self.stock_cost[:, 0] if self.layout.P == 1 else add(self.stock_cost, 1)
+        if self.stock_at_cost:  # goods leave the stock at their average cost, so what is left is worth inv x avg
+            self.nw += self.inv[:, 0] * self.avg_cost[:, 0] if self.layout.P == 1 else add(self.stock_cost, 1)
         else:  # the old, exploitable rule (see README): kept to re-score games of policies trained on it
             self.nw += self.inv @ self._uc0
         self.t += 1
@@ -617,8 +612,9 @@ class BizSimEnv(ParallelEnv):
             uc = self.uc[i, p]
             out = min(R.CAPACITY * (1 + self.level_i[i, u]), self.cash[i] / uc)
             cost = out * uc
-            self.inv[i, p] += out
-            self.stock_cost[i, p] += cost
+            held = self.inv[i, p]
+            self.avg_cost[i, p] = (held * self.avg_cost[i, p] + cost) / (held + out)
+            self.inv[i, p] = held + out
             self.busy[i, u] = R.BATCH_STEPS
             produced[i] = out * (1.0 / (R.CAPACITY * (1 + R.MAX_LEVEL)))
         elif v == BUILD:
@@ -768,6 +764,11 @@ class BizSimEnv(ParallelEnv):
         (with `stock_value="tech0"`, the old rule, stock at the tech-0 unit cost instead)."""
         stock = self.stock_cost.sum(1) if self.stock_at_cost else self.inv @ self._uc0
         return np.stack([self.cash, self.book, stock], axis=1)
+
+    @property
+    def stock_cost(self) -> np.ndarray:
+        """What the goods in stock cost their firm to make, per firm and product."""
+        return self.inv * self.avg_cost
 
     # ---- PettingZoo niceties ----------------------------------------------------------------------------------
     def render(self):
