@@ -72,6 +72,24 @@ def _valid(mask, index, key):
     return a if a >= 0 and mask[a] else -1
 
 
+def marketing_value(lo, d, horizon=100):
+    """Money a marketing campaign is expected to bring, per product-market, from what the observation shows: the
+    extra units sold (demand x the derivative of its share brand * price^-2 / (all firms' + the outside option's
+    attractiveness) in its brand) over the brand gain, which drifts back 2% a step, summed over the steps left
+    (`horizon` is a guess: the observation holds time as a fraction), times the margin at its current price."""
+    attract = d["price"] ** -R.ELASTICITY
+    alive = d["rival_alive"][:, None] > 0.5
+    others = np.where(alive, d["rival_brand"] * d["rival_price"] ** -R.ELASTICITY, 0.0).sum(0)
+    others += R.OUTSIDE_OPTION * lo.n_firms
+    brand = d["brand"]
+    share_slope = attract * others / (brand * attract + others) ** 2
+    left = horizon * (1.0 - d["time"])
+    brand_steps = np.minimum(R.MARKETING_GAIN, R.BRAND_MAX - brand) * (1 - (1 - R.BRAND_DRIFT) ** left) / R.BRAND_DRIFT
+    base = np.repeat(R.BASE_PRICE * (1 + 0.15 * np.arange(lo.P)), lo.M)
+    margin = base * d["price"] - np.repeat(d["unit_cost"], lo.M)
+    return d["demand"] * share_slope * brand_steps * margin
+
+
 def _price_level(mult, L):
     low, high = R.PRICE_RANGE
     return int(round((mult - low) / (high - low) * (L - 1)))
@@ -162,6 +180,7 @@ class Trader(GreedyProducer):
     (one live rival, so the swing is all its own) and only where that moves more brand than marketing would."""
 
     brand_below = 4.0  # markets its brand while it is below this
+    payback = 1.5  # a campaign must be expected to bring this many times its cost
     aggression = 1.0  # probability of attacking on a free step (DriftingOpponent varies it)
     head_to_head_only = True  # with several rivals, an attack helps the firms not attacked as much as the attacker
 
@@ -187,13 +206,17 @@ class Trader(GreedyProducer):
         return levels.reshape(-1)
 
     def promote(self, lo, d, mask, index):
+        """Marketing where it pays: the product-market whose campaign brings the most (`marketing_value`), if that
+        is at least `payback` times its cost, goods of that product wait and its brand is under `brand_below`."""
         if d["cash"] < 3 * R.MARKETING_COST + R.RESERVE:
             return -1
-        batch = self.batch(d)
-        for pm in np.argsort(d["brand"], kind="stable"):
-            p = int(pm) // lo.M
-            a = _valid(mask, index, (MARKETING, p, int(pm) % lo.M, -1, -1))
-            if a >= 0 and d["brand"][pm] < self.brand_below and d["inventory"][p] > batch:
+        waiting = np.repeat(d["inventory"], lo.M) > self.batch(d)
+        value = np.where(waiting & (d["brand"] < self.brand_below), marketing_value(lo, d), 0.0)
+        for pm in np.argsort(-value, kind="stable"):
+            if value[pm] < self.payback * R.MARKETING_COST:
+                return -1
+            a = _valid(mask, index, (MARKETING, int(pm) // lo.M, int(pm) % lo.M, -1, -1))
+            if a >= 0:
                 return a
         return -1
 
