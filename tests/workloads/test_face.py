@@ -28,9 +28,40 @@ def test_presentations(small):
     assert sorted(set(small["label"])) == sorted(["live", *data.FAMILIES])
     again = train.synth("train", train.plan(12, 3), seed=3)
     assert np.array_equal(again["image"], small["image"])  # reproducible from the seed
-    assert set(data.TRAIN_SCENES).isdisjoint(data.TEST_SCENES)
+    assert set(data.TRAIN_SCENES).isdisjoint(name for name, _, _ in data.TEST_SCENES)
     with pytest.raises(ValueError, match="unknown attack family"):
         data.medium(np.random.default_rng(0), np.zeros((data.SCENE, data.SCENE, 3), np.float32), "mask")
+
+
+def test_held_out_family_is_test_only(small):
+    """The held-out attack family is a medium of its own that no training, fusion or threshold data contains."""
+    assert data.HELD_OUT_FAMILIES and set(data.HELD_OUT_FAMILIES).isdisjoint(data.FAMILIES)
+    assert set(small["label"]).isdisjoint(data.HELD_OUT_FAMILIES)
+    assert set(train.plan(4, 2)) == {None, *data.FAMILIES}  # the default plan (training, test) never holds it
+    for split in ("train", "fusion"):
+        with pytest.raises(ValueError, match="test split only"):
+            train.synth(split, [None, *data.HELD_OUT_FAMILIES], seed=0)
+    held = train.synth("test", list(data.HELD_OUT_FAMILIES) * 2, seed=0)
+    assert set(held["label"]) == set(data.HELD_OUT_FAMILIES)
+    world = data.scene(np.random.default_rng(0), data.sources("test")[0])
+    photo = data.medium(np.random.default_rng(1), world, data.HELD_OUT_FAMILIES[0])
+    assert photo.shape == world.shape and not np.allclose(photo, world)
+
+
+def test_test_captures_never_upsample_the_source(monkeypatch):
+    """Test presentations come from native-resolution pictures, each crop at least CAPTURE source pixels wide."""
+    assert all(min(src.shape[:2]) >= data.CAPTURE for src in data.sources("test"))
+    assert any(max(src.shape[:2]) <= 100 for src in data.sources("train"))  # training keeps its thumbnails
+    sides = []
+    real = data.crop_side
+
+    def spy(rng, src, min_side=0):
+        sides.append(real(rng, src, min_side))
+        return sides[-1]
+
+    monkeypatch.setattr(data, "crop_side", spy)
+    train.synth("test", [None, "print_laser", *data.HELD_OUT_FAMILIES] * 3, seed=5)
+    assert len(sides) == 9 and min(sides) >= data.CAPTURE
 
 
 def test_quality_measures(small):
@@ -118,11 +149,15 @@ def test_cli_smoke_publishes_a_loadable_bundle(ray_session, tmp_path):
     assert saved["config"]["steps"] == 40  # the smoke size
     assert 0 <= saved["in_distribution"]["ensemble"]["acer"] <= 1 and saved["render_s"] > 0
     assert set(saved["leave_one_family_out"]) == set(data.FAMILIES)
+    assert saved["held_out_families"] == list(data.HELD_OUT_FAMILIES)
+    assert set(saved["held_out_family"]["ensemble"]["apcer"]) == set(data.HELD_OUT_FAMILIES)
+    assert 0 <= saved["acer_table"]["held out: " + ", ".join(data.HELD_OUT_FAMILIES)]["ensemble"] <= 100
     assert "synthetic" in saved["data"]
     for name in ("acer.png", "losses.png", "samples.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000 and saved["outputs"][name].endswith(name)
     bundle = train.load(str(tmp_path / "reg"))
     assert bundle.trained and bundle.meta["version"] == "v1" and bundle.limits
+    assert 0 <= bundle.meta["metrics"]["acer_held_out_family"] <= 1
     assert saved["registry"]["version"] == "v1"
     command = bundle.meta["command"]
     assert command.startswith("python -m workloads.face --out ") and "--live 32" in command

@@ -7,7 +7,9 @@ How to run:
 
 Presentations are rendered from scikit-image pictures (see workloads/face/data.py) in Ray tasks; the
 protocols run as Ray tasks too: "all" (every attack family in training, held-out scenes and faces for testing)
-and one leave-one-family-out run per attack family. Results to expect: summary.json with ISO/IEC 30107-3 APCER,
+and one leave-one-family-out run per attack family; the "all" models are also scored on a held-out attack family
+(`data.HELD_OUT_FAMILIES`, rendered for testing only, never used in development). Test scenes are native-resolution
+pictures (no upsampled thumbnails). Results to expect: summary.json with ISO/IEC 30107-3 APCER,
 BPCER and ACER per expert and for the fused score, orientation accuracy and matcher ROC AUC, plots
 (acer.png, losses.png, samples.png) and a registry bundle `<registry>/face/faceid/v<N>/`.
 Every figure is measured on synthetic data. Figures: workloads/face/README.md.
@@ -40,8 +42,10 @@ class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
     seed: int = field(0, help="seed of data and initialisation")
     live: int = field(800, help=f"live training presentations {ENOUGH}", minimum=8)
     per_family: int = field(200, help=f"training presentations per attack family {ENOUGH}", minimum=4)
-    test_live: int = field(400, help="live test presentations (held-out scenes and faces)", minimum=1)
-    test_per_family: int = field(100, help="test presentations per attack family", minimum=1)
+    test_live: int = field(400, help="live test presentations (held-out native-resolution scenes)", minimum=1)
+    test_per_family: int = field(
+        100, help="test presentations per attack family (and of the held-out family)", minimum=1
+    )
     lofo: bool = field(True, help="also run leave-one-family-out protocols (one per attack family)")
     steps: int = field(500, help="optimiser steps of each patch CNN and of the LSTM", minimum=1)
     aux_steps: int = field(400, help="optimiser steps of the orientation CNN and of the face embedding", minimum=1)
@@ -56,21 +60,21 @@ class FaceConfig(PublishesModels, FansOut, WorkloadConfig):
         )
 
 
-def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int) -> dict:
-    from workloads.face import train
+def _render(tasks, split: str, live: int, per_family: int, chunk: int, seed: int, families=None) -> dict:
+    from workloads.face import data, train
 
     remote, get, _ = tasks
-    todo = train.plan(live, per_family)
+    todo = train.plan(live, per_family, families or data.FAMILIES)
     synth = remote(train.synth)
     return train.concat(
         get([synth(split, todo[i : i + chunk], seed * 100_003 + i) for i in range(0, len(todo), chunk)])
     )
 
 
-def _protocol(train_ds, test_ds, families, steps, seed, keep_models):
+def _protocol(train_ds, test_ds, families, steps, seed, keep_models, extra_tests=None):
     from workloads.face import train
 
-    result = train.run_protocol(train_ds, test_ds, families, steps, seed)
+    result = train.run_protocol(train_ds, test_ds, families, steps, seed, extra_tests=extra_tests)
     if not keep_models:
         for key in ("experts", "tree"):
             result.pop(key)
@@ -158,10 +162,17 @@ def run(cfg: FaceConfig, out: Path) -> dict:
     t0 = time.perf_counter()
     train_ds = _render(tasks, "train", cfg.live, cfg.per_family, cfg.chunk, cfg.seed)
     test_ds = _render(tasks, "test", cfg.test_live, cfg.test_per_family, cfg.chunk, cfg.seed + 1)
+    # the held-out family: attacks only (its own seed), scored against the same live test presentations
+    held = _render(tasks, "test", 0, cfg.test_per_family, cfg.chunk, cfg.seed + 2, data.HELD_OUT_FAMILIES)
+    held_ds = train.concat([train.subset(test_ds, test_ds["label"] == "live"), held])
     render_s = time.perf_counter() - t0
     train_ref, test_ref = put(train_ds), put(test_ds)
     proto = remote(_protocol)
-    runs = {"all families": proto(train_ref, test_ref, list(data.FAMILIES), cfg.steps, cfg.seed, True)}
+    runs = {
+        "all families": proto(
+            train_ref, test_ref, list(data.FAMILIES), cfg.steps, cfg.seed, True, {"held_out": held_ds}
+        )
+    }
     if cfg.lofo:
         for fam in data.FAMILIES:
             test_f = train.subset(test_ds, np.isin(test_ds["label"], ["live", fam]))
@@ -185,7 +196,11 @@ def run(cfg: FaceConfig, out: Path) -> dict:
         quality_measures=list(quality.NAMES),
         motion_features=motion.DIM,
         frames=data.FRAMES,
+        held_out_families=list(data.HELD_OUT_FAMILIES),
         in_distribution={m: v for m, v in main_run["metrics"].items()},
+        held_out_family={
+            m: dict(acer=v["acer"], apcer=v["apcer"], bpcer=v["bpcer"]) for m, v in main_run["metrics_held_out"].items()
+        },
         leave_one_family_out={
             name[len("without ") :]: {
                 m: dict(acer=v["acer"], apcer=v["apcer"], bpcer=v["bpcer"]) for m, v in p["metrics"].items()
@@ -205,10 +220,14 @@ def run(cfg: FaceConfig, out: Path) -> dict:
     summary["acer_table"] = {
         name: {m: round(100 * v["acer"], 2) for m, v in p["metrics"].items()} for name, p in protocols.items()
     }
+    summary["acer_table"]["held out: " + ", ".join(data.HELD_OUT_FAMILIES)] = {
+        m: round(100 * v["acer"], 2) for m, v in main_run["metrics_held_out"].items()
+    }
     rng = np.random.default_rng(cfg.seed)
     samples = {
-        lab: [test_ds["image"][i] for i in rng.choice(np.flatnonzero(test_ds["label"] == lab), 6)]
-        for lab in ["live", *data.FAMILIES]
+        lab: [ds["image"][i] for i in rng.choice(np.flatnonzero(ds["label"] == lab), 6)]
+        for ds, labs in ((test_ds, ["live", *data.FAMILIES]), (held, data.HELD_OUT_FAMILIES))
+        for lab in labs
     }
     _plots(out, protocols, {**main_run["losses"], **aux["losses"]}, samples)
     if cfg.publish:
@@ -222,6 +241,7 @@ def run(cfg: FaceConfig, out: Path) -> dict:
             guidance_limits=limits,
             metrics=dict(
                 acer_in_distribution=main_run["metrics"]["ensemble"]["acer"],
+                acer_held_out_family=main_run["metrics_held_out"]["ensemble"]["acer"],
                 orientation_accuracy=aux["orientation_accuracy"],
                 matcher_roc_auc=aux["matcher"]["roc_auc"],
             ),
@@ -237,6 +257,8 @@ def run(cfg: FaceConfig, out: Path) -> dict:
     print(
         "face: ACER in distribution (synthetic data): "
         + ", ".join(f"{m} {100 * v['acer']:.1f}%" for m, v in main_run["metrics"].items())
+        + f"; held-out {', '.join(data.HELD_OUT_FAMILIES)}: ensemble "
+        + f"{100 * main_run['metrics_held_out']['ensemble']['acer']:.1f}%"
         + f"; orientation accuracy {aux['orientation_accuracy']:.3f}; matcher AUC {aux['matcher']['roc_auc']:.3f}"
         + f"; results in {out}"
     )

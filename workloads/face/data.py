@@ -1,8 +1,12 @@
 """Honest synthetic anti-spoofing data: live captures and attacks built from images that ship with scikit-image.
 
-No face data can be downloaded here, so every sample starts from a *scene* cut from a scikit-image picture
-(`astronaut`, `coffee`, `rocket`, `retina`, `immunohistochemistry` and 70 `lfw_subset` faces for training;
-`chelsea` and the other 30 faces for testing). A **live** sample is the scene seen by a camera (pose, light,
+No face data can be downloaded here, so every sample starts from a *scene* cut from a scikit-image picture.
+Training: `coffee`, `rocket`, `retina`, `immunohistochemistry`, the left `stereo_motorcycle` view and 70
+`lfw_subset` faces (upsampled from 25 px). Testing: only pictures at least as sharp as the camera, the
+astronaut's and the cameraman's heads and `chelsea`, each crop at least CAPTURE source pixels wide, so a test
+capture never shows an upsampled thumbnail (the other 30 lfw faces serve the 32-px orientation and matcher
+tests only).
+A **live** sample is the scene seen by a camera (pose, light,
 white balance, optics, sensor noise, and sometimes an old webcam: low resolution and strong JPEG). An **attack**
 puts the scene on a medium first and the camera films the medium:
 
@@ -12,6 +16,11 @@ puts the scene on a medium first and the camera films the medium:
 | `screen_phone` | dense round-dot (OLED) grid, saturated gamut, blue tint, strong glare             | rigid           |
 | `print_laser`  | gray halftone at 45°, colour loss, toner spread, paper texture                    | rigid or flexed |
 | `print_inkjet` | colour halftone with rotated screens, ink bleed, gamut compression, paper texture | rigid or flexed |
+| `print_photo`  | HELD OUT: continuous-tone glossy photo print (no halftone), soft print resolution | rigid or flexed |
+|                | warm cast, compressed tonal range, silver-halide grain, a broad gloss sheen       |                 |
+
+`print_photo` (HELD_OUT_FAMILIES) is a test-only family: it was written once, before any result was seen, and
+is never rendered for training, fusion or thresholds (`train.synth` refuses it outside the test split).
 
 Each sample is a short frame sequence: live faces move a little *non-rigidly* (expressions, blinks; some people
 hold very still), attacks move *rigidly* as a flat sheet in the hand (a homography), prints sometimes flex.
@@ -28,22 +37,30 @@ import numpy as np
 CAPTURE = 128  # side of a camera frame (RGB uint8), the size every expert is trained on
 SCENE = 256  # side of the "real world" a camera or a medium samples from
 FRAMES = 6  # frames per sequence
-FAMILIES = ("screen_lcd", "screen_phone", "print_laser", "print_inkjet")
-TRAIN_SCENES = ("astronaut", "coffee", "rocket", "retina", "immunohistochemistry")
-TEST_SCENES = ("chelsea",)
-N_TRAIN_FACES = 70  # lfw_subset faces 0..69 train, 70..99 test
+FAMILIES = ("screen_lcd", "screen_phone", "print_laser", "print_inkjet")  # used in development and training
+HELD_OUT_FAMILIES = ("print_photo",)  # test only; never used in any way during development
+TRAIN_SCENES = ("coffee", "rocket", "retina", "immunohistochemistry", "stereo_motorcycle")
+# test pictures at native resolution: (name, rows, cols) regions; the astronaut's head (skimage's LBP face
+# cascade finds her face at rows 70-163, cols 175-268), the cameraman's head and camera, the cat
+TEST_SCENES = (("astronaut", (0, 330), (90, 350)), ("camera", (20, 330), (110, 400)), ("chelsea", None, None))
+N_TRAIN_FACES = 70  # lfw_subset faces 0..69 train, 70..99 test (orientation and matcher only)
 
 
 @functools.lru_cache(maxsize=2)
 def sources(split: str) -> tuple[np.ndarray, ...]:
-    """RGB uint8 source pictures of a split ('train' or 'test'): natural images and upsampled LFW faces."""
+    """RGB uint8 source pictures of a split: 'train' natural images and upsampled LFW faces; 'test' native-resolution
+    regions only (TEST_SCENES), every one at least CAPTURE px on its shorter side."""
     import skimage.data as skd
 
-    names = TRAIN_SCENES if split == "train" else TEST_SCENES
-    out = [getattr(skd, n)() for n in names]
-    faces = faces_gray(split)
-    out += [cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in faces]
-    return tuple(out)
+    if split == "train":
+        out = [skd.stereo_motorcycle()[0] if n == "stereo_motorcycle" else getattr(skd, n)() for n in TRAIN_SCENES]
+        return tuple(out + [cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in faces_gray(split)])
+    out = []
+    for name, rows, cols in TEST_SCENES:
+        img = getattr(skd, name)()
+        img = img[slice(*rows) if rows else slice(None), slice(*cols) if cols else slice(None)]
+        out.append(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img)
+    return tuple(np.ascontiguousarray(o) for o in out)
 
 
 @functools.lru_cache(maxsize=2)
@@ -56,10 +73,18 @@ def faces_gray(split: str) -> tuple[np.ndarray, ...]:
     return tuple(cv2.resize((lfw[i] * 255).astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC) for i in idx)
 
 
-def scene(rng: np.random.Generator, src: np.ndarray) -> np.ndarray:
-    """A random view (crop, small roll) of a source picture at SCENE px, float32 RGB in [0, 1]."""
+def crop_side(rng: np.random.Generator, src: np.ndarray, min_side: int = 0) -> int:
+    """Side of a random square crop of `src`: 80-100 % of a small picture, 30-90 % of a large one, at least
+    `min_side` source pixels (the test split asks for CAPTURE: its captures never upsample the source)."""
     h, w = src.shape[:2]
     side = int(min(h, w) * (rng.uniform(0.8, 1.0) if max(h, w) <= 100 else rng.uniform(0.3, 0.9)))
+    return min(max(side, min_side), min(h, w))
+
+
+def scene(rng: np.random.Generator, src: np.ndarray, min_side: int = 0) -> np.ndarray:
+    """A random view (crop, small roll) of a source picture at SCENE px, float32 RGB in [0, 1]."""
+    h, w = src.shape[:2]
+    side = crop_side(rng, src, min_side)
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
     crop = src[y : y + side, x : x + side].astype(np.float32) / 255
     crop = cv2.resize(crop, (SCENE, SCENE), interpolation=cv2.INTER_AREA if side > SCENE else cv2.INTER_CUBIC)
@@ -173,10 +198,34 @@ def _print(rng, world, colour: bool):
     return _paper(rng, img)
 
 
+def _photo_print(rng, world):
+    """Held-out family: a continuous-tone glossy photo print (dye-sublimation / silver halide), no halftone."""
+    d = int(rng.integers(150, 221))  # print resolution across the view: soft, but no dot pattern
+    img = cv2.resize(
+        cv2.resize(world, (d, d), interpolation=cv2.INTER_AREA), (SCENE, SCENE), interpolation=cv2.INTER_CUBIC
+    )
+    img = _saturate(np.clip(img, 0, 1), rng.uniform(0.85, 1.05))
+    img = 0.5 + (img - 0.5) * rng.uniform(1.0, 1.15)  # the print's contrast curve
+    img = np.clip(img, 0, 1) * np.array([1.0, rng.uniform(0.96, 1.0), rng.uniform(0.88, 0.95)], np.float32)  # warm
+    low, high = rng.uniform(0.04, 0.09), rng.uniform(0.92, 0.97)  # paper white and the dye's maximum density
+    img = low + (high - low) * np.clip(img, 0, 1)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (SCENE, SCENE)).astype(np.float32), (0, 0), 0.5)
+    img = img * (1 + rng.uniform(0.005, 0.015) * grain)[..., None]
+    yy, xx = np.mgrid[0:SCENE, 0:SCENE].astype(np.float32) / SCENE
+    a = rng.uniform(0, np.pi)
+    band = np.exp(
+        -(((np.cos(a) * xx + np.sin(a) * yy) - rng.uniform(0.2, 0.8)) ** 2) / (2 * rng.uniform(0.05, 0.15) ** 2)
+    )
+    img = img + rng.uniform(0.15, 0.45) * band[..., None] * (1 - img)  # gloss sheen across the sheet
+    return np.clip(img, 0, 1)
+
+
 def medium(rng: np.random.Generator, world: np.ndarray, family: str) -> np.ndarray:
     """The scene as shown by a screen or printed on paper, seen at SCENE px."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown attack family {family!r}: one of {', '.join(FAMILIES)}")
+    if family not in FAMILIES + HELD_OUT_FAMILIES:
+        raise ValueError(f"unknown attack family {family!r}: one of {', '.join(FAMILIES + HELD_OUT_FAMILIES)}")
+    if family == "print_photo":
+        return _photo_print(rng, world).astype(np.float32)
     if family.startswith("screen"):
         return _screen(rng, world, dots=family == "screen_phone").astype(np.float32)
     return _print(rng, world, colour=family == "print_inkjet").astype(np.float32)
@@ -215,9 +264,12 @@ def _homography(rng, t):
     return back @ m @ to_c
 
 
-def sequence(rng: np.random.Generator, src: np.ndarray, family: str | None, frames: int = FRAMES) -> list[np.ndarray]:
-    """CAPTURE-px RGB frames of one presentation: live (family None) or an attack of `family`."""
-    world = scene(rng, src)
+def sequence(
+    rng: np.random.Generator, src: np.ndarray, family: str | None, frames: int = FRAMES, min_side: int = 0
+) -> list[np.ndarray]:
+    """CAPTURE-px RGB frames of one presentation: live (family None) or an attack of `family`; the scene is a crop
+    of at least `min_side` source pixels."""
+    world = scene(rng, src, min_side)
     cam = camera_settings(rng)
     out = []
     if family is None:

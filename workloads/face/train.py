@@ -16,12 +16,16 @@ SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]  # beyond skops' defaults; anything 
 
 
 def synth(split: str, families: list[str | None], seed: int) -> dict[str, np.ndarray]:
-    """Render one presentation per entry of `families` (None = live) with its features."""
+    """Render one presentation per entry of `families` (None = live) with its features. The held-out families
+    exist only in the test split; test crops are at least CAPTURE source pixels wide (never upsampled)."""
+    if split != "test" and set(families) & set(data.HELD_OUT_FAMILIES):
+        raise ValueError(f"held-out families {data.HELD_OUT_FAMILIES} are rendered for the test split only")
     rng = np.random.default_rng(seed)
     src = data.sources(split)
+    min_side = data.CAPTURE if split == "test" else 0
     out = dict(image=[], motion=[], quality=[], label=[])
     for fam in families:
-        frames = data.sequence(rng, src[rng.integers(len(src))], fam)
+        frames = data.sequence(rng, src[rng.integers(len(src))], fam, min_side=min_side)
         out["image"].append(frames[0])
         out["motion"].append(motion.features(frames))
         out["quality"].append(quality.measures(frames[0]))
@@ -29,8 +33,8 @@ def synth(split: str, families: list[str | None], seed: int) -> dict[str, np.nda
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def plan(n_live: int, n_per_family: int) -> list[str | None]:
-    return [None] * n_live + [f for f in data.FAMILIES for _ in range(n_per_family)]
+def plan(n_live: int, n_per_family: int, families: tuple[str, ...] = data.FAMILIES) -> list[str | None]:
+    return [None] * n_live + [f for f in families for _ in range(n_per_family)]
 
 
 def concat(parts: list[dict]) -> dict[str, np.ndarray]:
@@ -66,9 +70,17 @@ def expert_probs(experts: dict, ds: dict) -> dict[str, np.ndarray]:
 
 
 def run_protocol(
-    train: dict, test: dict, families: list[str], steps: int, seed: int, fusion_share: float = 0.3, threads: int = 1
+    train: dict,
+    test: dict,
+    families: list[str],
+    steps: int,
+    seed: int,
+    fusion_share: float = 0.3,
+    threads: int = 1,
+    extra_tests: dict[str, dict] | None = None,
 ) -> dict:
-    """Train on live + `families` of `train`, evaluate every expert and the fused score on `test`.
+    """Train on live + `families` of `train`, evaluate every expert and the fused score on `test` (and on each
+    of `extra_tests`, e.g. the held-out family, with the same models and thresholds: `metrics_<name>`).
 
     Thresholds (each expert's and the ensemble's) are the equal-error points on the fusion split, i.e. chosen
     without the test families. Returns metrics, thresholds, the trained models and the loss histories.
@@ -87,14 +99,13 @@ def run_protocol(
     val_probs["ensemble"] = models.predict_fusion(tree, val_probs)
     thresholds = {m: metrics.eer_threshold(p, val["label"]) for m, p in val_probs.items()}
     thresholds["ensemble"] = 0.5
-    test_probs = expert_probs(experts, test)
-    test_probs["ensemble"] = models.predict_fusion(tree, test_probs)
-    still = dict(test_probs, motion=np.full_like(test_probs["motion"], 0.5))  # a single selfie, no frames
-    test_probs["ensemble_single_frame"] = models.predict_fusion(tree, still)
     thresholds["ensemble_single_frame"] = 0.5
-    result = {m: metrics.pad_metrics(p, test["label"], thresholds[m]) for m, p in test_probs.items()}
+    scored = {
+        f"metrics_{name}" if name else "metrics": score_all(experts, tree, ds, thresholds)
+        for name, ds in {"": test, **(extra_tests or {})}.items()
+    }
     return dict(
-        metrics=result,
+        **scored,
         thresholds=thresholds,
         experts=experts,
         tree=tree,
@@ -104,6 +115,15 @@ def run_protocol(
         n_fusion=int(to_fusion.sum()),
         tree_importances=dict(zip(models.FUSION_COLUMNS, tree.feature_importances_.round(3).tolist())),
     )
+
+
+def score_all(experts: dict, tree, ds: dict, thresholds: dict) -> dict:
+    """ISO 30107-3 metrics of every expert, the ensemble and the single-frame ensemble on `ds`."""
+    probs = expert_probs(experts, ds)
+    probs["ensemble"] = models.predict_fusion(tree, probs)
+    still = dict(probs, motion=np.full_like(probs["motion"], 0.5))  # a single selfie, no frames
+    probs["ensemble_single_frame"] = models.predict_fusion(tree, still)
+    return {m: metrics.pad_metrics(p, ds["label"], thresholds[m]) for m, p in probs.items()}
 
 
 # ------------------------------------------------------------------------------------------------ face helpers
