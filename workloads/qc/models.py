@@ -151,6 +151,29 @@ def recall_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float
     return float(r[ok].max()) if ok.any() else 0.0
 
 
+def threshold_at_precision(labels: np.ndarray, scores: np.ndarray, precision: float = 0.9) -> float:
+    """The loosest (lowest) score threshold whose precision on (labels, scores) reaches `precision`; 0.5 if none.
+    Call it on a validation split: on the test split it would make the reported precision a chosen one."""
+    from sklearn.metrics import precision_recall_curve
+
+    p, _, thresholds = precision_recall_curve(labels, scores)
+    ok = np.flatnonzero(p[:-1] >= precision)
+    return float(thresholds[ok[0]]) if len(ok) else 0.5
+
+
+def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Precision, recall and counts of the verdict `score >= threshold`."""
+    pred = scores >= threshold
+    tp, fp = int(np.sum(pred & (labels == 1))), int(np.sum(pred & (labels == 0)))
+    return dict(
+        precision=tp / max(tp + fp, 1),
+        recall=tp / max(int(labels.sum()), 1),
+        flagged=int(pred.sum()),
+        defects=int(labels.sum()),
+        images=len(labels),
+    )
+
+
 # ------------------------------------------------------------------------------------------------ saliency
 class _GuidedReLU(torch.autograd.Function):
     """ReLU whose backward pass lets only positive gradients through positive inputs (Springenberg et al.)."""
@@ -187,12 +210,19 @@ def guided_backprop(model: DefectCNN, images: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ adversarial
-def fgsm(model: DefectCNN, images: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
-    """Fast gradient sign attack: one step of size eps that increases the loss of the true label."""
+def loss_grad(model: DefectCNN, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """d BCE(true label) / d pixel for each image, (n, SIZE, SIZE)."""
     x = to_tensor(images).requires_grad_(True)
     loss = nn.functional.binary_cross_entropy_with_logits(model(x), torch.from_numpy(labels.astype(np.float32)))
     loss.backward()
-    return np.clip(images + eps * np.sign(x.grad[:, 0].numpy()), 0, 1).astype(np.float32)
+    return x.grad[:, 0].numpy()
+
+
+def fgsm(model: DefectCNN, images: np.ndarray, labels: np.ndarray, eps) -> np.ndarray:
+    """Fast gradient sign attack: one step of size eps (a number or one per image) that increases the loss of the
+    true label."""
+    eps = np.broadcast_to(np.asarray(eps, np.float32), (len(images),))[:, None, None]
+    return np.clip(images + eps * np.sign(loss_grad(model, images, labels)), 0, 1).astype(np.float32)
 
 
 @torch.no_grad()
@@ -218,6 +248,16 @@ def spatial_entropy(model: DefectCNN, images: np.ndarray, scale: list[float], ra
         [np.mean([entropy(ch, fp).mean() for ch in np.clip(m / s * 31, 0, 31).astype(np.uint8)]) for m in maps],
         np.float32,
     )
+
+
+def adversarial_score(model: DefectCNN, images: np.ndarray, meta: dict) -> np.ndarray:
+    """The served adversarial score: the feature detector's (workloads/qc/detector.py) when the bundle's metadata
+    holds one (`adversarial_detector`), else the entropy baseline; flagged above `meta["entropy_threshold"]`."""
+    if "adversarial_detector" not in meta:
+        return spatial_entropy(model, images, meta["entropy_scale"])
+    from workloads.qc import detector
+
+    return detector.score(meta["adversarial_detector"], detector.features(model, images, meta["entropy_scale"]))
 
 
 def saliency_overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
