@@ -251,8 +251,9 @@ class Adaptive(Trader):
     """L4: L3 plus cost advantages with payback reasoning: bids for the contested resources of what it makes (20%
     off the unit cost) when the saving over the rest of the episode exceeds the price and expansion is paid for,
     and does so before it researches, expands, prices or markets. It keeps state within the episode: attacked
-    (`was_attacked`), for a few steps it strikes back first head-to-head (poaching, as L3 would) and defends its
-    brand (marketing) first among several rivals; it never attacks where L3 would not.
+    head-to-head (`was_attacked`: a price war in its markets, or its brand below where the drift alone would take
+    it), it strikes back first for 5 steps; among several rivals it does not (a counter-attack would help the firms
+    not attacked as much), and it never attacks where L3 would not.
     """
 
     bid_cash = 100.0  # bids only with this much cash (expansion and research come first)
@@ -292,11 +293,9 @@ class Adaptive(Trader):
 
     def steps(self, lo, d):
         steps = (self.produce, self.bid, self.research, self.expand, self.set_price, self.attack, self.promote)
-        if (d["rival_alive"] > 0.5).sum() > 1:
-            guard = (self.produce, self.promote)  # attacked among several: defend its brand
-        else:
-            guard = (self.produce, self.attack, self.promote)  # attacked head-to-head: strike back first
-        return guard + steps[1:] if self.attacked > 0 else steps
+        if self.attacked > 0 and (d["rival_alive"] > 0.5).sum() == 1:
+            return (self.produce, self.attack, *steps[1:])  # attacked head-to-head: strike back first
+        return steps  # among several rivals a counter-attack would help the others as much
 
     def choose(self, lo, d, mask, index):
         if self.was_attacked(d):
