@@ -1,15 +1,17 @@
 """Serve throughput and latency of the /omr detector: batching vs none, Serve vs plain FastAPI + uvicorn, and
 overload (bounded queue -> 503).
 
-    python -m benchmarks.bench_serve [--seconds 6] [--clients 1,8,32] [--variants baseline,tuned] [--json OUT]
+    python -m benchmarks.bench_serve [--seconds 6] [--clients 1,8,32] [--variants baseline,haproxy] [--json OUT]
 
 Every figure comes from one run on this machine. The model is the one /omr serves (registry, builtin or
 untrained fallback: the cost per image is the same) on a small page crop, so the serving overhead is visible.
 Each Serve variant runs in a fresh child process with its own local Ray and environment: `baseline` is Ray's
-defaults, `tuned` runs user code and the router on the replica's main loop
+Python proxy (the fallback, `DLWILD_SERVE_INGRESS=proxy`), `haproxy` the project's default ingress
+(`serving.ingress.serving_env()`: Ray's bundled HAProxy, replicas serving HTTP themselves, every port on
+127.0.0.1), `haproxy_tuned` that with user code on the replica's main loop and one HAProxy thread; `tuned` runs
+user code and the router on the replica's main loop
 (RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0, RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0), `direct` has no
-proxy at all (RAY_SERVE_ENABLE_DIRECT_INGRESS=1), `haproxy` puts Ray's bundled HAProxy in front of the
-replicas' own HTTP servers instead of the Python proxy, `quiet` is `tuned` without access logs, `grpc` sends
+proxy at all (RAY_SERVE_ENABLE_DIRECT_INGRESS=1), `quiet` is `tuned` without access logs, `grpc` sends
 proxy -> replica over gRPC.
 Plain uvicorn (uvloop, httptools, one process) runs the same decode + model code without Serve.
 """
@@ -38,7 +40,8 @@ VARIANTS = {
     "tuned": TUNED,
     "quiet": TUNED,  # tuned, and no per-request access log lines in proxy and replica
     "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "haproxy": {},  # + serving.ingress.serving_env("haproxy"), set in the child
+    "haproxy_tuned": {**TUNED, "RAY_SERVE_HAPROXY_NBTHREAD": "1"},
     "grpc": {"RAY_SERVE_PROXY_USE_GRPC": "1"},
 }
 
@@ -180,11 +183,14 @@ def child(variant: str, clients: list[int], seconds: float, overload_clients: in
     import ray
     from ray import serve
 
+    from serving.ingress import serving_env
     from serving.omr.app import build_app
 
     os.environ.update(VARIANTS[variant])
+    if variant.startswith("haproxy"):
+        os.environ.update(serving_env("haproxy"))
     private_ray.start("dlwild-bench-serve-")
-    port = 8000 if variant in ("direct", "haproxy") else _free_port()
+    port = 8000 if variant == "direct" else _free_port()
     logging = {"enable_access_log": variant != "quiet"}
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=logging)
     body = payload()
@@ -229,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--variants", default="baseline,tuned")
+    parser.add_argument("--variants", default="baseline,haproxy")
     parser.add_argument("--overload-clients", type=int, default=64)
     parser.add_argument("--json", default="")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -242,8 +248,12 @@ def main() -> None:
         if v not in VARIANTS:
             print(f"error: unknown variant {v!r}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
             raise SystemExit(2)
-    results = {"plain_uvicorn": run_plain(payload(), clients, args.seconds), "serve": []}
+    # Plain uvicorn is measured right before each Serve variant, and each variant is compared with that
+    # measurement: on a machine shared with other jobs the load drifts between minutes.
+    results = {"plain_uvicorn": [], "serve": []}
     for v in args.variants.split(","):
+        before = run_plain(payload(), clients, args.seconds)
+        results["plain_uvicorn"].append(dict(before_variant=v, runs=before))
         proc = subprocess.run(
             [
                 sys.executable,
@@ -266,12 +276,12 @@ def main() -> None:
         if not line:
             print(f"variant {v} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue
-        results["serve"].append(json.loads(line[0][7:]))
-    plain = {r["clients"]: r for r in results["plain_uvicorn"]}
+        results["serve"].append(dict(json.loads(line[0][7:]), plain_uvicorn=before))
     print(f"{'setup':28s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
-    for r in results["plain_uvicorn"]:
-        print(f"{'plain uvicorn':28s} {r['clients']:7d} {r['rps']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}")
     for s in results["serve"]:
+        plain = {r["clients"]: r for r in s["plain_uvicorn"]}
+        for r in s["plain_uvicorn"]:
+            print(f"{'plain uvicorn':28s} {r['clients']:7d} {r['rps']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}")
         for kind in ("batched", "unbatched"):
             for r in s[kind]:
                 print(
@@ -285,7 +295,8 @@ def main() -> None:
         print(
             f"[{s['variant']}] batching at {top} clients: {b[top]['rps'] / u[top]['rps']:.2f}x throughput, "
             f"p99 {b[top]['p99_ms']} vs {u[top]['p99_ms']} ms; unbatched p50 at 1 client "
-            f"{u[1]['p50_ms'] - plain[1]['p50_ms']:+.1f} ms vs plain uvicorn"
+            f"{u[1]['p50_ms'] - plain[1]['p50_ms']:+.1f} ms, batched {b[1]['p50_ms'] - plain[1]['p50_ms']:+.1f} ms "
+            "vs plain uvicorn"
             if 1 in u and 1 in plain
             else ""
         )

@@ -8,7 +8,8 @@ Freshly synthesised inputs (a music page, a news page, a face pair, a tube image
 `<out>/<app>.json` beside a PNG: the detections drawn by the app (`omr.png`), the article boxes (`news.png`), the
 selfie beside the ID photo with the verdict (`face.png`), the tube with its saliency map (`qc.png`). One line per
 answer is printed, then the paths. With `--with-cluster-demo` the cluster demo (jobs, Serve deployment) runs
-first, with the cluster kept up for the requests and stopped afterwards when the demo started it.
+first, with the cluster kept up for the requests and stopped afterwards when the demo started it; a cluster it
+starts uses the default ingress of `serving.ingress` (HAProxy on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -155,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.with_cluster_demo:
         return _send_and_report(url, Path(args.out), args.seed)
     from cluster import demo, head
+    from serving import ingress
 
     was_running = head.is_running(head.load_state())
+    ingress.apply()  # a head started from here serves through HAProxy on 127.0.0.1 (DLWILD_SERVE_INGRESS=proxy: not)
     code = demo.main(["--keep"])
     try:
         return _send_and_report(url, Path(args.out), args.seed) or code
