@@ -73,7 +73,7 @@ class QCInspector(ModelApp):
         return [self.model]
 
     def _run(self, images: list[np.ndarray]) -> list[dict]:
-        from workloads.qc import models
+        from workloads.qc import detector, models
 
         x = np.stack(
             [
@@ -82,7 +82,7 @@ class QCInspector(ModelApp):
             ]
         )
         probs = models.predict(self.model, x)
-        entropy = models.adversarial_score(self.model, x, self.meta)  # the bundle's detector, else the entropy
+        entropy = detector.adversarial_score(self.model, x, self.meta)  # the bundle's detector, else the entropy
         sal = models.guided_backprop(self.model, x)
         out = []
         for img, p, e, s in zip(x, probs, entropy, sal):

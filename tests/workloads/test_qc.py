@@ -126,13 +126,13 @@ def builtin():
 
 
 def test_served_flag_separates_attacks_from_same_size_noise(builtin):
-    """On a seed no training run used, the bundle's flag (models.adversarial_score, what /qc serves) fires on FGSM
+    """On a seed no training run used, the bundle's flag (detector.adversarial_score, what /qc serves) fires on FGSM
     and PGD and stays quiet on sign noise of the same budget, unlike the entropy baseline, which flags the noise."""
     model, meta = builtin
     assert meta["adversarial_detector"]["kind"] == "feature_lr"
     x, y = detector.sample(24, seed=4242)
     sets = detector.perturbed(model, x, y, 8 / 255, seed=4243)
-    flag = {k: np.mean(models.adversarial_score(model, v, meta) > meta["entropy_threshold"]) for k, v in sets.items()}
+    flag = {k: np.mean(detector.adversarial_score(model, v, meta) > meta["entropy_threshold"]) for k, v in sets.items()}
     # at 1 % false alarms the bundle flags ~58 % of FGSM and ~80 % of PGD images (README); the entropy flags all noise
     assert flag["fgsm"] >= 0.35 and flag["pgd"] >= 0.5 and flag["sign"] <= 0.15 and flag["clean"] <= 0.15, flag
     entropy = {k: models.spatial_entropy(model, v, meta["entropy_scale"]).mean() for k, v in sets.items()}

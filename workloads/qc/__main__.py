@@ -266,7 +266,7 @@ def run(cfg: QCConfig, out: Path) -> dict:
             decision_threshold=decision,
             decision_rule=operating["rule"],
             entropy_scale=scale,
-            # the app flags `models.adversarial_score` above `entropy_threshold`: with a detector in the bundle
+            # the app flags `detector.adversarial_score` above `entropy_threshold`: with a detector in the bundle
             # that is the detector's threshold; the entropy baseline's own one is kept beside it
             entropy_threshold=adv_detector["threshold"],
             baseline_entropy_threshold=entropy_threshold,

@@ -112,6 +112,14 @@ def score(detector: dict, feats: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(z @ np.asarray(detector["coef"]) + detector["intercept"])))
 
 
+def adversarial_score(model, images: np.ndarray, meta: dict) -> np.ndarray:
+    """The served adversarial score: this detector's when the bundle's metadata holds one
+    (`adversarial_detector`), else the entropy baseline; /qc flags it above `meta["entropy_threshold"]`."""
+    if "adversarial_detector" not in meta:
+        return models.spatial_entropy(model, images, meta["entropy_scale"])
+    return score(meta["adversarial_detector"], features(model, images, meta["entropy_scale"]))
+
+
 def fit(model, train: tuple, val: tuple, scale: list[float], seed: int) -> dict:
     """Train the feature detector on `train` = (images, labels) perturbed at TRAIN_EPS and set its threshold to
     FALSE_ALARMS on the benign versions of `val` at 8/255; returns its JSON-able parameters."""

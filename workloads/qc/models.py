@@ -250,16 +250,6 @@ def spatial_entropy(model: DefectCNN, images: np.ndarray, scale: list[float], ra
     )
 
 
-def adversarial_score(model: DefectCNN, images: np.ndarray, meta: dict) -> np.ndarray:
-    """The served adversarial score: the feature detector's (workloads/qc/detector.py) when the bundle's metadata
-    holds one (`adversarial_detector`), else the entropy baseline; flagged above `meta["entropy_threshold"]`."""
-    if "adversarial_detector" not in meta:
-        return spatial_entropy(model, images, meta["entropy_scale"])
-    from workloads.qc import detector
-
-    return detector.score(meta["adversarial_detector"], detector.features(model, images, meta["entropy_scale"]))
-
-
 def saliency_overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
     """BGR uint8: the gray image beside its saliency as a heat map over it."""
     import cv2
