@@ -321,6 +321,50 @@ def test_evaluate_a_published_detector(ray_session, tmp_path, capsys):
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("error:")
 
 
+def test_evaluate_news_models(ray_session, tmp_path, capsys):
+    """`evaluate --task news` re-measures the published newspaper models (here the builtin ones, which an empty
+    registry falls back to) on fresh pages: pre-classifier and stump accuracy, article F1, per publisher."""
+    from workloads.vision.evaluate import main
+
+    out = tmp_path / "news.json"
+    argv = ["--task", "news", "--registry", str(tmp_path / "empty"), "--eval-pages", "4", "--seed", "11"]
+    argv += ["--degrade", "0.5", "--stump-pages", "8", "--json", str(out), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["status"] == "ok" and result["task"] == "news" and result["eval_pages"] == 4
+    for key in ("preclassifier_accuracy", "stump_accuracy", "article_f1", "pipeline_f1"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["preclassifier_accuracy"] >= 0.75 and result["article_f1"] >= 0.3  # trained models, not noise
+    assert 0 < result["degraded_pages"] < 4 and result["article"]["articles"] > 0
+    assert sum(p["pages"] for p in result["publishers"].values()) == 4
+    for pub in result["publishers"].values():
+        assert 0.0 <= pub["preclassifier_accuracy"] <= 1.0 and 0.0 <= pub["stump_accuracy"] <= 1.0
+    stump = result["stump"]
+    assert stump["feature_name"] in news.FEATURE_NAMES and stump["article_if"] in ("<=", ">")
+    assert stump["trained_on"] == dict(stump["trained_on"], pages=8, seed=0, degrade=0.3, same_as_training=True)
+    assert result["model"]["preclassifier"]["version"] == "v1" and not result["warnings"]
+    assert (tmp_path / "run" / "articles.png").stat().st_size > 0
+    assert len(news.FEATURE_NAMES) == len(news.page_features(np.full((64, 64), 255, np.uint8)))
+    capsys.readouterr()  # the run's own output
+    for bad, flag in ((["--degrade", "1.5"], "--degrade"), (["--name", "dwd2"], "--name")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--task", "news", *bad])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and err.startswith("error:") and flag in err and "\n" not in err
+
+
+def test_news_stump_plan_falls_back_to_another_seed():
+    """Training pages the metadata cannot regenerate (shards, corrections) give stump pages of a seed that is not
+    the evaluated one, and say so."""
+    from workloads.vision.evaluate import _stump_plan
+
+    meta = json.loads((ROOT / "workloads/builtin/news/preclassifier/v1/metadata.json").read_text())
+    assert _stump_plan(meta, 11, 0) == dict(_stump_plan(meta, 11, 0), pages=160, seed=0, same_as_training=True)
+    for other in (dict(meta, training_data=dict(source="runs/pages/news")), dict(meta, command="x --corrections db")):
+        plan = _stump_plan(other, 11, 0)
+        assert plan["seed"] != 11 and not plan["same_as_training"] and "cannot be regenerated" in plan["how"]
+
+
 def _log_steps(path) -> list[int]:
     from workloads.vision.train import read_log
 

@@ -40,9 +40,27 @@ def row_autocorrelation(rows: np.ndarray, lags: int) -> np.ndarray:
     return ac / (ac[0] + 1e-9)
 
 
+# What each entry of `page_features` measures, in order (the ink grid is row-major, top row first).
+FEATURE_NAMES = (
+    "ink_share",
+    "gray_share",
+    "horizontal_rules",
+    "vertical_rules",
+    "boxes",
+    "text_columns",
+    "line_spacing_peak",
+    "line_spacing_lag",
+    "components",
+    "component_median_area",
+    "large_component_share",
+    *(f"ink_grid[{r}][{c}]" for r in range(FEATURE_GRID[0]) for c in range(FEATURE_GRID[1])),
+)
+
+
 def page_features(gray: np.ndarray) -> np.ndarray:
     """Hand-crafted layout features of a page: ink and gray-tone shares, a coarse ink grid, horizontal and
-    vertical rule counts, box-like contours, line-spacing regularity and the number of text columns."""
+    vertical rule counts, box-like contours, line-spacing regularity and the number of text columns (named, in
+    order, by FEATURE_NAMES)."""
     small = cv2.resize(gray, (250, 350), interpolation=cv2.INTER_AREA)
     ink = small < 128
     mid = (small >= 60) & (small < 200)
