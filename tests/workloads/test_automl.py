@@ -16,7 +16,15 @@ from workloads import contract
 from workloads.automl import data, ensemble, space
 from workloads.automl.evolution import EvolutionSearch, _nsga2
 
+from . import s3
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def s3_store(monkeypatch):
+    """A real S3-protocol server (moto) on 127.0.0.1 with the bucket `bucket`; AWS_* variables set."""
+    yield from s3.store_for_test(monkeypatch)
 
 
 # -- the space ---------------------------------------------------------------------------------------------
@@ -245,6 +253,8 @@ def _cli(*args: str, module: str = "workloads.automl", env: dict | None = None) 
         (["--target", "y"], "--data is required"),
         (["--resume"], "--resume needs --out"),
         (["--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
+        (["--data", "wine", "--out", "foo://bucket/x"], "--out foo://bucket/x: Unrecognized filesystem type"),
+        (["--data", "wine", "--json", "s3://bucket/x.json"], "--json takes a local file"),
     ],
 )
 def test_cli_rejects_bad_input_in_one_line(tmp_path, args, message):
@@ -419,3 +429,56 @@ def test_a_killed_search_resumes_the_same_experiment(tmp_path):
     assert summary["test_score"] > 0.85 and summary["best_pipeline"]["description"]
     assert summary["search_s"] < budget + 10  # the time between the kill and the resume does not count
     assert (out / "model.skops").is_file() and (out / "anytime.png").is_file()
+
+
+# -- the run in an object store ----------------------------------------------------------------------------
+def test_out_s3_puts_the_whole_run_in_the_store_and_resumes_from_it(s3_store, tmp_path):
+    """`--out s3://bucket/runs/x` against a real S3-protocol server (moto): Tune's trials with their checkpoints
+    (the out-of-fold predictions the ensemble reads back), summary.json, the model and the plot all land in the
+    bucket, nothing stays local (no `s3:` folder, no staging folder); the model loads from the store; then
+    `--resume --out` the same URI continues from what the store holds (the local copy is gone)."""
+    import re
+
+    from workloads.automl.search import load_model
+
+    runs, uri = tmp_path / "runs", f"s3://{s3_store.bucket}/runs/x"
+    env = {**s3_store.env, "DLWILD_RUNS": str(runs)}
+    first = _cli(  # the smoke data set and budget, 2 folds: trials still finish on a busy machine
+        "--data", "breast_cancer", "--searcher", "random", "--budget-s", "20", "--cv-folds", "2", "--out", uri, env=env
+    )
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert f"summary: {uri}/summary.json (ok)" in first.stdout
+    keys = s3_store.keys("runs/x/")
+    summary = json.loads(s3_store.read("runs/x/summary.json"))
+    assert summary["status"] == "ok" and summary["config"]["out"] == uri and summary["n_trials"] >= 2
+    for name in ("config.json", "state.json", "model.skops", "model.json", "anytime.png"):
+        assert f"runs/x/{name}" in keys, keys
+    checkpoints = [k for k in keys if re.fullmatch(r"runs/x/tune/trial_[^/]+/checkpoint_\d+/oof\.npy", k)]
+    assert len(checkpoints) >= 2, keys
+    assert any(re.match(r"runs/x/tune/trial_[^/]+/events\.out\.tfevents", k) for k in keys)  # TensorBoard
+    assert any(k.startswith("runs/x/tune/experiment_state-") for k in keys)
+    assert summary["outputs"]["model"] == f"{uri}/model.skops" and summary["outputs"]["tune"] == f"{uri}/tune"
+    assert not (ROOT / "s3:").exists() and not (tmp_path / "s3:").exists()
+    assert not list(runs.rglob("*.json")), "the local staging folder should be gone once the run is in the store"
+    model = load_model(summary["outputs"]["model"])  # read from the store
+    ds = data.load_dataset("breast_cancer")
+    assert (model.predict(ds.X) == ds.y).mean() > 0.9
+
+    second = _cli("--resume", "--out", uri, "--json", str(tmp_path / "resumed.json"), env=env)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    resumed = json.loads(s3_store.read("runs/x/summary.json"))
+    assert json.loads((tmp_path / "resumed.json").read_text()) == resumed
+    assert resumed["status"] == "ok" and resumed["config"]["resume"] and resumed["config"]["budget_s"] == 20
+    assert len(json.loads(s3_store.read("runs/x/state.json"))["sessions"]) == 2  # state.json read back, extended
+    states = [k for k in s3_store.keys("runs/x/tune/") if k.startswith("runs/x/tune/experiment_state-")]
+    assert len(states) == 2  # one per session: Tune restored the experiment from the store
+    assert resumed["n_trials"] >= summary["n_trials"]  # the first session's trials are kept
+    assert not (ROOT / "s3:").exists() and not list(runs.rglob("*.json"))
+
+
+def test_out_in_a_missing_bucket_is_refused_before_ray_starts(s3_store, tmp_path):
+    proc = _cli("--smoke-test", "--out", "s3://no-such-bucket/x", env={**s3_store.env, "DLWILD_RUNS": str(tmp_path)})
+    assert proc.returncode == contract.USAGE_EXIT
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out s3://no-such-bucket/x:"), proc.stderr[-2000:]
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr

@@ -5,7 +5,8 @@ How to run (the measured setting: 5 minutes per data set and searcher, 5-fold CV
     python -m workloads.automl.compare --data sylvine,jasmine,cadata,digits --budget-s 300 --out runs/automl-compare
 
 Every run is an ordinary `workloads.automl` run in <out>/<data set>/<searcher>/ (Tune trials and TensorBoard logs
-under its tune/ folder); `--resume` keeps runs that already have a summary.json and does the rest.
+under its tune/ folder); `--resume` keeps runs that already have a summary.json and does the rest. --out may be a
+URI (s3://bucket/path, ...: each run and the table land in the store, see workloads/storage.py).
 Results: <out>/table.md, <out>/summary.json (the common keys of workloads/contract.py, mean_rank, results, the
 paper's numbers), <out>/anytime_<data set>.png. Exit code 2 for bad flags (e.g. a data set that is not named).
 """
@@ -20,8 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from workloads import contract
+from workloads import storage
 from workloads.automl import data as automl_data
+from workloads.automl import search as automl_search
 from workloads.automl.search import MAX_BUDGET_S, MIN_BUDGET_S, SEARCHERS, AutoMLConfig, plot_anytime, search
 from workloads.contract import UsageError, WorkloadConfig, field
 
@@ -74,6 +76,8 @@ class CompareConfig(WorkloadConfig):
 def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
     """Run every (data set, searcher) pair in <out>/<data set>/<searcher>/ and write the table and plots; the
     summary's own keys."""
+    root = cfg.out if storage.is_uri(cfg.out) else str(out)  # where the runs go; `out` holds table and plots
+    storage.require_shared(cfg.out or root, flag="--out")
     datasets = [d for d in cfg.data.split(",") if d]
     searchers = cfg.searchers.split(",")
     runs: dict[str, dict[str, Any]] = {}
@@ -81,13 +85,13 @@ def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
     for name in datasets:
         runs[name] = {}
         for searcher in searchers:
-            folder = out / name / searcher
+            folder = storage.join(root, name, searcher)
             done = _finished(folder) if cfg.resume else None
             if done:
                 runs[name][searcher] = done
                 continue
             shared = {key: getattr(cfg, key) for key in SHARED_SETTINGS}
-            run_cfg = AutoMLConfig(data=name, searcher=searcher, out=str(folder), **shared)
+            run_cfg = AutoMLConfig(data=name, searcher=searcher, out=folder, **shared)
             try:
                 runs[name][searcher] = search(run_cfg)
             except UsageError as exc:
@@ -106,14 +110,17 @@ def run(cfg: CompareConfig, out: Path) -> dict[str, Any]:
         "paper": PAPER,
         "paper_mean_of_ten": PAPER_MEAN_OF_TEN,
         "results": {d: {s: _brief(r) for s, r in rs.items()} for d, rs in runs.items()},
-        "outputs": {"table": str(out / "table.md"), **plots},
+        "outputs": {
+            "table": storage.join(root, "table.md"),
+            **{key: storage.join(root, Path(path).name) for key, path in plots.items()},
+        },
     }
 
 
-def _finished(folder: Path) -> dict[str, Any] | None:
-    """The summary of a run that finished in `folder` (kept by --resume), else None."""
-    path = folder / "summary.json"
-    summary = json.loads(path.read_text()) if path.is_file() else None
+def _finished(folder: str) -> dict[str, Any] | None:
+    """The summary of a run that finished in `folder`, a local folder or a URI (kept by --resume), else None."""
+    data = storage.read_bytes(storage.join(folder, "summary.json"))
+    summary = json.loads(data) if data is not None else None
     return summary if summary and summary.get("status", "ok") == "ok" else None
 
 
@@ -187,7 +194,7 @@ def format_table(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return contract.main(CompareConfig, run, argv, prog="python -m workloads.automl.compare")
+    return automl_search.main(CompareConfig, run, argv, prog="python -m workloads.automl.compare")
 
 
 if __name__ == "__main__":

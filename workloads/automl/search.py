@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from workloads import contract
+from workloads import contract, storage
 from workloads.automl import data as automl_data
 from workloads.automl import ensemble, portfolio, space
 from workloads.contract import UsageError, WorkloadConfig, config_from_dict, field, write_json
@@ -69,6 +69,11 @@ class AutoMLConfig(WorkloadConfig):
     ensemble_candidates: int = field(30, help="best pipelines offered to ensemble selection", minimum=1)
     smoke_test: bool = field(False, help="tiny run: breast_cancer unless --data, at most 20 s, 3 folds")
     resume: bool = field(False, help="continue the interrupted search in --out (its saved settings are used)")
+    out: str = field(
+        "",
+        help="run folder: a local folder or a URI (s3://bucket/path, gs://..., file:///shared/path); default "
+        "runs/automl/<UTC timestamp>/. A multi-node cluster needs a URI",
+    )
 
     def smoke(self) -> AutoMLConfig:
         return replace(self, data=self.data or "breast_cancer", budget_s=min(self.budget_s, 20.0), cv_folds=3)
@@ -79,21 +84,39 @@ class AutoMLConfig(WorkloadConfig):
         return super(AutoMLConfig, self.saved() if self.resume else self).checked()
 
     def saved(self) -> AutoMLConfig:
-        """The configuration of the interrupted run in --out (its config.json), marked to resume."""
+        """The configuration of the interrupted run in --out (its config.json, local or in the store), marked to
+        resume."""
         if not self.out:
             raise UsageError("--resume needs --out, the folder of the run to continue")
-        path = Path(self.out) / "config.json"
-        if not path.is_file():
+        text = _read(storage.join(self.out, "config.json"))
+        if text is None:
             raise UsageError(f"nothing to resume in {self.out}: no config.json from an earlier run")
-        saved = json.loads(path.read_text())
+        saved = json.loads(text)
         return config_from_dict(
             AutoMLConfig, {**saved, "resume": True, "out": self.out, "json": self.json or saved.get("json", "")}
         )
 
     def validate(self) -> None:
+        if storage.is_uri(self.json):
+            raise UsageError(f"--json takes a local file, not {self.json}; with --out URI the summary is in the store")
+        if storage.is_uri(self.out):
+            try:  # a URI pyarrow cannot use, or a store it cannot reach or write, ends here, before Ray starts
+                storage.check_writable(self.out)
+            except (ValueError, OSError) as exc:
+                raise UsageError(f"--out {self.out}: {exc}") from None
         if not self.data:
             raise UsageError("--data is required (a CSV file or one of " + ", ".join(automl_data.NAMED) + ")")
         prepare(self)
+
+
+def _read(location: str) -> str | None:
+    """The text of a file in a run folder or store (None when missing); UsageError naming --out when the location
+    cannot be used (unknown scheme, store unreachable, no permission)."""
+    try:
+        data = storage.read_bytes(location)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--out: cannot read {location}: {exc}") from None
+    return None if data is None else data.decode()
 
 
 def metric_name(task: str) -> str:
@@ -220,18 +243,25 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
 
     Raises UsageError for bad input and for a budget in which no pipeline finished.
     """
+    store = cfg.out if storage.is_uri(cfg.out) else None  # the run lives there; `out` is its local staging folder
+    storage.require_shared(store or cfg.out or str(out), flag="--out")
     prepared = prepare(cfg)
     dataset, train_rows, test_rows = prepared.dataset, prepared.train_rows, prepared.test_rows
     task = dataset.task
     X, y = dataset.X[train_rows], dataset.y[train_rows]
     meta = automl_data.meta_features(X, y, task)
     warm = portfolio.warm_start(meta, task) if cfg.warm_start and cfg.searcher != "random" else []
+    if store and cfg.resume:
+        storage.download(store, out, skip=("tune",))  # config.json, state.json, ... of the earlier sessions
     if not cfg.resume:
         write_json(out / "config.json", asdict(cfg))
     sessions = _sessions(out / "state.json", cfg.resume)
     started = sessions[0]
+    if store:  # in the store before the search starts, so that --resume finds them after a kill
+        storage.upload(out, store, names=["config.json", "state.json"])
+    location = store or str(out)
 
-    result_grid = _tune(cfg, task, X, y, warm, out)
+    result_grid = _tune(cfg, task, X, y, warm, location)
     finished = [r for r in result_grid if r.metrics and r.metrics.get("folds_done") == cfg.cv_folds]
     usable = sorted(
         (r for r in finished if not r.metrics.get("failed") and r.checkpoint is not None),
@@ -280,11 +310,11 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
         "trace": trace,
     }
     if cfg.searcher == "evolution":
-        summary["evolution"] = evolution_state(out)
+        summary["evolution"] = evolution_state(location)
     if task != "regression":
         chance = 1.0 / len(dataset.classes)
         summary["test_score_normalized"] = (test_score - chance) / (1.0 - chance)  # ChaLearn's BAC form
-    summary["outputs"] = _save(final, summary, dataset, out)
+    summary["outputs"] = _save(final, summary, dataset, out, location)
     print(
         f"{summary['dataset']} {summary['searcher']}: cv {summary['metric']} {summary['cv_score']:.4f}, "
         f"test {test_score:.4f} (best single {summary['test_score_best_single']:.4f}), {summary['n_trials']} "
@@ -295,13 +325,68 @@ def run(cfg: AutoMLConfig, out: Path) -> dict[str, Any]:
 
 def search(cfg: AutoMLConfig) -> dict[str, Any]:
     """One search from Python, as `python -m workloads.automl` runs it (`workloads.automl.compare` runs its grid
-    with this): the config checked, its run folder, summary.json and its --json copy. Returns the summary;
-    raises UsageError for bad input."""
-    return contract.execute(cfg.checked(), run)[1]
+    with this): the config checked, its run folder (or store), summary.json and its --json copy. Returns the
+    summary; raises UsageError for bad input."""
+    return execute(cfg.checked(), run)[1]
 
 
-def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list[dict], out: Path):
-    """The Tune run (or its continuation with --resume); trials and TensorBoard logs go to <out>/tune."""
+def execute(cfg: contract.WorkloadConfig, run_fn) -> tuple[str, dict[str, Any]]:
+    """`contract.execute`, and for a URI --out the run folder published to the store: the contract writes the run
+    into a local staging folder (Tune writes its trials to the store itself), which goes to the store once the run
+    ends, however it ends (summary.json records a failure too), and is then removed. Returns (where the run is:
+    the URI or the local folder, summary)."""
+    if not storage.is_uri(cfg.out):
+        out, summary = contract.execute(cfg, run_fn)
+        return str(out), summary
+    staging: list[Path] = []
+
+    def staged(c, out: Path) -> dict[str, Any]:
+        staging.append(out)
+        return run_fn(c, out)
+
+    try:
+        _, summary = contract.execute(cfg, staged)
+    finally:
+        for folder in staging:
+            _publish(folder, cfg.out)
+    return cfg.out, summary
+
+
+def _publish(folder: Path, store: str) -> None:
+    """Copy a finished run's staging folder to its store and remove it; kept (and said so) if the copy fails."""
+    import shutil
+    import sys
+
+    try:
+        storage.upload(folder, store)
+    except OSError as exc:
+        print(f"warning: could not copy {folder} to {store} ({exc}); the run stays in {folder}", file=sys.stderr)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(config_cls: type, run_fn, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`contract.main` over `execute`: the same flags, messages and exit codes, with the run (and the summary path
+    printed at the end) in the store when --out is a URI."""
+    import sys
+    import traceback
+
+    cfg = contract.parse_config(config_cls, argv, prog=prog)
+    try:
+        where, summary = execute(cfg, run_fn)
+    except UsageError as exc:
+        contract.fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded in summary.json by contract.execute, printed, exit 1
+        traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return contract.FAILURE_EXIT
+    print(f"summary: {storage.join(where, 'summary.json')} ({summary['status']})")
+    return 0 if summary["status"] == "ok" else contract.FAILURE_EXIT
+
+
+def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list[dict], location: str):
+    """The Tune run (or its continuation with --resume); trials and TensorBoard logs go to <location>/tune, a local
+    folder or a URI (Tune writes there through the same pyarrow filesystem; every node needs access to it)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -313,9 +398,12 @@ def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list
         "worst": -1.0 if task == "regression" else 0.0,
     }
     trainable = tune.with_resources(tune.with_parameters(cv_trainable, X=X, y=y, settings=settings), {"cpu": 1})
-    experiment = out / "tune"
-    if cfg.resume and tune.Tuner.can_restore(str(experiment)):
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+    fs, path = storage.filesystem(location)
+    fs_options = {"storage_filesystem": fs} if storage.is_uri(location) else {}
+    storage_path = path if fs_options else location
+    experiment = f"{storage_path}/tune"
+    if cfg.resume and tune.Tuner.can_restore(experiment, **fs_options):
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, **fs_options)
         return tuner.fit()
     search_alg, param_space = _searcher(cfg, task, warm)
     scheduler = (
@@ -337,20 +425,30 @@ def _tune(cfg: AutoMLConfig, task: str, X: np.ndarray, y: np.ndarray, warm: list
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(storage_path=str(out), name="tune", verbose=1),
+        run_config=tune.RunConfig(storage_path=storage_path, name="tune", verbose=1, **fs_options),
     )
     return tuner.fit()
 
 
-def evolution_state(out: Path) -> dict[str, Any]:
-    """Generations and survivors of an evolution run, from the searcher state Tune saved in <out>/tune."""
+def evolution_state(location: str | Path) -> dict[str, Any]:
+    """Generations and survivors of an evolution run, from the searcher state Tune saved in <location>/tune (a
+    local folder or a URI)."""
     import pickle
 
-    states = sorted((out / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(storage.join(location, "tune"))
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return {}
+    states = sorted(
+        (i for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("searcher-state-")),
+        key=lambda i: (i.mtime_ns or 0, i.base_name),
+    )
+    states = [i for i in states if i.base_name.endswith(".pkl") and i.type == pafs.FileType.File]
     if not states:
         return {}
-    with open(states[-1], "rb") as f:  # written by EvolutionSearch.save in this run's own folder
-        state = pickle.load(f)
+    with fs.open_input_stream(states[-1].path) as f:  # written by EvolutionSearch.save in this run's own folder
+        state = pickle.loads(f.read())
     return {
         "generations": state["generation"],
         "population_size": state["population_size"],
@@ -445,8 +543,9 @@ def _test_score(model, X: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(r2_score(y, predictions) if task == "regression" else balanced_accuracy_score(y, predictions))
 
 
-def _save(model, summary: dict, dataset, out: Path) -> dict[str, str]:
-    """The final model (skops), its description, and the anytime plot."""
+def _save(model, summary: dict, dataset, out: Path, location: str) -> dict[str, str]:
+    """The final model (skops), its description, and the anytime plot, written in `out`; the paths returned are
+    where they end up: in `location`, the run's store when --out is a URI (`execute` copies them there)."""
     import skops.io
 
     model_path = out / "model.skops"
@@ -466,21 +565,30 @@ def _save(model, summary: dict, dataset, out: Path) -> dict[str, str]:
         f"{summary['dataset']}: best CV {summary['metric']} over time",
     )
     return {
-        "model": str(model_path),
-        "model_description": str(out / "model.json"),
-        "anytime_plot": str(plot),
-        "tune": str(out / "tune"),
+        "model": storage.join(location, model_path.name),
+        "model_description": storage.join(location, "model.json"),
+        "anytime_plot": storage.join(location, plot.name),
+        "tune": storage.join(location, "tune"),
     }
 
 
 def load_model(path: str | Path):
-    """Load a saved model with skops, trusting only scikit-learn's own types (and numpy dtypes)."""
+    """Load a saved model with skops, trusting only scikit-learn's own types (and numpy dtypes). `path` may be a
+    local file or a URI (s3://bucket/runs/x/model.skops)."""
     import skops.io
 
-    untrusted = skops.io.get_untrusted_types(file=path)
+    if storage.is_uri(path):
+        data = storage.read_bytes(path)
+        if data is None:
+            raise FileNotFoundError(path)
+        untrusted = skops.io.get_untrusted_types(data=data)
+    else:
+        untrusted = skops.io.get_untrusted_types(file=path)
     unknown = [t for t in untrusted if not (t == "numpy.dtype" or t.startswith("sklearn."))]
     if unknown:
         raise ValueError(f"refusing to load {path}: unexpected types {', '.join(unknown)}")
+    if storage.is_uri(path):
+        return skops.io.loads(data, trusted=untrusted)
     return skops.io.load(path, trusted=untrusted)
 
 
