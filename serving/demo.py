@@ -65,6 +65,9 @@ def inputs(seed: int = 0) -> dict[str, Any]:
         music=render_page("music", seed, 0)["image"],
         news=news["image"],
         publisher=news["publisher"],
+        news_truth=f"{news['page_type']} page, {len(set(news['article_of']) - {0})} articles"
+        if news["is_article"]
+        else f"{news['page_type']} page",
         frames=frames,
         id_photo=id_photo,
         tube=_png(tube),
@@ -107,16 +110,19 @@ def send(url: str, out: Path, seed: int = 0, wait_s: float = 120) -> list[dict[s
             cv2.rectangle(page, (x0, y0), (x1, y1), (0, 0, 255), 3)
             cv2.putText(page, str(a.id), (x0 + 6, y0 + 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2)
         verdict = f"{len(news.articles)} articles" if news.is_article else "non-article page"
-        records.append(_save(out, "news", news, page, f"{news.publisher}: {verdict} (p_article {news.p_article})"))
+        line = f"{news.publisher}: {verdict} (p_article {news.p_article}); sent: {x['news_truth']}"
+        records.append(_save(out, "news", news, page, line))
 
         face = _retrying(lambda: dl.face_verify([_jpg(f) for f in x["frames"]], _jpg(x["id_photo"])), wait_s)
         pair = _side_by_side([x["frames"][0][..., ::-1], x["id_photo"][..., ::-1]], 256)
         line = f"spoof {face.spoof.verdict} (fused {face.spoof.fused}), match {face.match.score}"
         cv2.putText(pair, line, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2)
+        line += "; sent: 3 live selfie frames and a laser print of the same face as ID photo"
         records.append(_save(out, "face", face, pair, line))
 
         qc = _retrying(lambda: dl.qc_inspect(x["tube"]), wait_s)
         line = f"defect {qc.defect} (p {qc.defect_probability}), adversarial {qc.adversarial.flag}"
+        line += "; sent: a tube with a bubble (a defect), not attacked"
         records.append(_save(out, "qc", qc, cv2.resize(_decode(qc.saliency_png), None, fx=4, fy=4), line))
     return records
 
