@@ -8,7 +8,7 @@ Endpoints and credentials are pyarrow's (`pyarrow.fs.FileSystem.from_uri`), with
   `s3://bucket/x?endpoint_override=http://host:9000` (also `region=`, `scheme=`, `allow_bucket_creation=`), or by the
   standard AWS variable `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, which this module writes into an s3:// URI as its
   `endpoint_override`: the filesystem then carries the endpoint wherever it is pickled to (Tune's trials on other
-  nodes), and pyarrow releases that ignore the variables (apache/arrow#49643, pyarrow 23) reach the same store;
+  nodes), and pyarrow releases that ignore the variables reach the same store;
 - credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, ~/.aws, or the node's
   role (GCS: `GOOGLE_APPLICATION_CREDENTIALS` or the node's service account). Keep them out of the URI: it is
   printed and saved in summary.json.
