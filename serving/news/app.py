@@ -167,11 +167,7 @@ class NewsSegmenter:
 
         if self.forest is None:
             return np.ones(len(images))
-        feats = np.stack([news.page_features(img) for img in images])
-        proba = self.forest.predict_proba(feats)
-        if True not in self.forest.classes_:
-            return np.zeros(len(images))
-        return proba[:, list(self.forest.classes_).index(True)]
+        return news.article_probability(self.forest, np.stack([news.page_features(img) for img in images]))
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def segment_batch(self, items: list[tuple[str, np.ndarray]]) -> list:

@@ -163,13 +163,6 @@ def describe_stump(stump) -> dict:
     )
 
 
-def article_probability(forest, feats: np.ndarray) -> np.ndarray:
-    """P(article page) from the forest, as serving/news computes it (0 when the forest never saw an article)."""
-    if True not in forest.classes_:
-        return np.zeros(len(feats))
-    return forest.predict_proba(feats)[:, list(forest.classes_).index(True)]
-
-
 def _rate(hits: np.ndarray) -> float | None:
     return round(float(np.mean(hits)), 4) if len(hits) else None
 
@@ -218,7 +211,7 @@ def evaluate_news(cfg: EvaluateConfig, out: Path) -> dict:
     gray = [decode_png(r["image"]) for r in rows]
     feats = np.stack([news.page_features(g) for g in gray])
     truth = np.array([bool(r["is_article"]) for r in rows])
-    p_article = article_probability(forest, feats)
+    p_article = news.article_probability(forest, feats)
     verdict = p_article >= 0.5
     stump_verdict = stump.predict(feats).astype(bool)
     gt = [rle_to_mask(r["mask_rle"], r["height"], r["width"]) for r in rows]

@@ -57,6 +57,14 @@ FEATURE_NAMES = (
 )
 
 
+def article_probability(forest, feats: np.ndarray) -> np.ndarray:
+    """P(article page) of each row of `page_features` from the pre-classifier (0 when it never saw an article
+    page): the rule /news serves and workloads.vision.evaluate measures."""
+    if True not in forest.classes_:
+        return np.zeros(len(feats))
+    return forest.predict_proba(feats)[:, list(forest.classes_).index(True)]
+
+
 def page_features(gray: np.ndarray) -> np.ndarray:
     """Hand-crafted layout features of a page: ink and gray-tone shares, a coarse ink grid, horizontal and
     vertical rule counts, box-like contours, line-spacing regularity and the number of text columns (named, in
