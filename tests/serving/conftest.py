@@ -4,16 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +16,7 @@ def serve_http(ray_session):
     """Start Serve on 127.0.0.1 (never 0.0.0.0) and yield its base URL; Serve is shut down at the end."""
     from ray import serve
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,13 +18,7 @@ import textwrap
 from pathlib import Path
 
 from serving.ingress import serving_env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.ports import free_port
 
 CHILD = textwrap.dedent("""
     import json, os, sys, tempfile, time
@@ -86,7 +79,7 @@ CHILD = textwrap.dedent("""
 
 def test_default_ingress_is_haproxy_on_localhost():
     tmp = tempfile.mkdtemp(prefix="dlw-hap-")  # short: HAProxy's admin socket path must stay under 98 characters
-    port, stats, metrics = _free_port(), _free_port(), _free_port()
+    port, stats, metrics = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
         **serving_env("haproxy", state=Path(tmp)),

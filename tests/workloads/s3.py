@@ -8,12 +8,13 @@ trial uploads from Ray workers, boto3 in the test. Credentials are dummies; noth
 from __future__ import annotations
 
 import contextlib
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
+from tests.ports import free_port
 
 
 @dataclass
@@ -32,12 +33,6 @@ class S3Store:
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
